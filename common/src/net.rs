@@ -1,0 +1,486 @@
+//! The network driver: the one accept loop every listener runs. It owns the sockets,
+//! TLS (implicit or a STARTTLS upgrade), the per-client-IP caps, idle timeouts and
+//! graceful shutdown; protocol code only sees bytes in and replies out (a [`Session`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::rate::{KeyedBuckets, LogOnce};
+use crate::tls::Tls;
+
+/// `[net]`: per-client-IP caps on every mail listener (SMTP, submission, IMAP,
+/// ManageSieve).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// New connections accepted per client IP per second (a bucket of this many,
+    /// refilled at this rate). A client over it gets the protocol's "try later" reply
+    /// (SMTP `421 4.7.0`, IMAP `* BYE`) and is disconnected.
+    pub connections_per_second: u32,
+    /// Connections one client IP may hold open at once, across all listeners.
+    pub connections_per_ip: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            connections_per_second: 50,
+            connections_per_ip: 50,
+        }
+    }
+}
+
+/// How a listener uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (ports 465, 993; RFC 8314).
+    Implicit,
+    /// Plain text until the session asks for an upgrade ([`Action::StartTls`]).
+    StartTls,
+    /// Plain text only.
+    Plain,
+}
+
+/// What a session knows about its connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address the client connected to.
+    pub local: SocketAddr,
+    /// The listener's name (`smtp`, `submission`, `imaps`...).
+    pub listener: &'static str,
+    /// Whether the connection is already under TLS.
+    pub tls: bool,
+    /// Whether a STARTTLS upgrade is possible.
+    pub starttls: bool,
+}
+
+/// What the driver does after writing a session's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Keep reading.
+    Continue,
+    /// Start a TLS handshake on this connection, then keep reading.
+    StartTls,
+    /// Close the connection.
+    Close,
+}
+
+/// A session's answer to some input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Bytes to send, possibly empty.
+    pub reply: Vec<u8>,
+    /// What to do next.
+    pub action: Action,
+}
+
+impl Output {
+    /// Send `reply` and keep reading.
+    pub fn reply(reply: impl Into<Vec<u8>>) -> Self {
+        Output {
+            reply: reply.into(),
+            action: Action::Continue,
+        }
+    }
+
+    /// Send `reply`, then close.
+    pub fn close(reply: impl Into<Vec<u8>>) -> Self {
+        Output {
+            reply: reply.into(),
+            action: Action::Close,
+        }
+    }
+}
+
+/// One protocol conversation, fed the bytes the client sends. Sans-socket: it buffers
+/// partial input itself, and never touches the stream.
+pub trait Session: Send + 'static {
+    /// The first bytes sent on connect (after the TLS handshake on implicit TLS).
+    fn greeting(&mut self) -> Vec<u8>;
+    /// Bytes the client sent. On [`Action::StartTls`] the session must drop any input
+    /// it buffered after the STARTTLS command (it came in the clear: RFC 3207 §4.2).
+    fn receive(&mut self, input: &[u8]) -> impl Future<Output = Output> + Send;
+    /// The TLS handshake that a [`Action::StartTls`] asked for has completed.
+    fn tls_started(&mut self);
+    /// The last words when the server shuts down (SMTP `421`, IMAP `* BYE`).
+    fn shutting_down(&mut self) -> Vec<u8>;
+    /// The last words when the client was idle too long.
+    fn timed_out(&mut self) -> Vec<u8>;
+}
+
+/// A protocol served by listeners: makes sessions and knows its fixed replies.
+pub trait Protocol: Send + Sync + 'static {
+    /// The session type.
+    type Session: Session;
+    /// A new session for an accepted connection.
+    fn open(&self, info: &ConnInfo) -> Self::Session;
+    /// The "try later" reply sent to a client over a per-IP cap before closing.
+    fn busy(&self) -> &'static [u8];
+    /// How long a client may stay silent.
+    fn idle_timeout(&self) -> Duration;
+}
+
+/// Binds a listening socket. `[::]` accepts IPv4 too (dual stack).
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Stops listeners and sessions in two steps: stop accepting, then (after a grace
+/// period) tell the sessions still open and close them.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    stop_accepting: CancellationToken,
+    close_sessions: CancellationToken,
+    sessions: TaskTracker,
+}
+
+impl Shutdown {
+    /// Runs the shutdown: returns when every session has ended, or a few seconds after
+    /// `grace` for sessions that do not end when told.
+    pub async fn run(&self, grace: Duration) {
+        self.stop_accepting.cancel();
+        self.sessions.close();
+        if tokio::time::timeout(grace, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                open = self.sessions.len(),
+                "grace period over: closing the remaining sessions"
+            );
+            self.close_sessions.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.sessions.wait()).await;
+        }
+    }
+
+    /// Sessions still running.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+/// Shared state of all listeners: caps, TLS, shutdown.
+#[derive(Debug)]
+pub struct Driver {
+    tls: Option<Tls>,
+    per_second: KeyedBuckets<IpAddr>,
+    per_ip_limit: u32,
+    open: Mutex<HashMap<IpAddr, u32>>,
+    over_cap_log: LogOnce<IpAddr>,
+    shutdown: Shutdown,
+}
+
+impl Driver {
+    /// A driver with the `[net]` caps; `tls` is needed by implicit-TLS and STARTTLS
+    /// listeners.
+    pub fn new(config: &Config, tls: Option<Tls>) -> Arc<Driver> {
+        Arc::new(Driver {
+            tls,
+            per_second: KeyedBuckets::new(
+                config.connections_per_second,
+                config.connections_per_second,
+            ),
+            per_ip_limit: config.connections_per_ip.max(1),
+            open: Mutex::new(HashMap::new()),
+            over_cap_log: LogOnce::new(Duration::from_secs(60)),
+            shutdown: Shutdown::default(),
+        })
+    }
+
+    /// The shutdown handle.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Starts accepting on `listener` (from [`bind`]) in a background task. Must run
+    /// inside a tokio runtime.
+    pub fn serve<P: Protocol>(
+        self: &Arc<Self>,
+        listener: std::net::TcpListener,
+        name: &'static str,
+        mode: TlsMode,
+        protocol: Arc<P>,
+    ) -> io::Result<()> {
+        if mode != TlsMode::Plain && self.tls.is_none() {
+            return Err(io::Error::other(format!(
+                "listener {name} needs TLS but no certificate is loaded"
+            )));
+        }
+        let listener = TcpListener::from_std(listener)?;
+        let driver = self.clone();
+        self.shutdown.sessions.spawn(async move {
+            driver.accept_loop(listener, name, mode, protocol).await;
+        });
+        Ok(())
+    }
+
+    async fn accept_loop<P: Protocol>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        name: &'static str,
+        mode: TlsMode,
+        protocol: Arc<P>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = self.shutdown.stop_accepting.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let local = stream.local_addr().unwrap_or(peer);
+            let _ = stream.set_nodelay(true);
+            let info = ConnInfo {
+                peer,
+                local,
+                listener: name,
+                tls: mode == TlsMode::Implicit,
+                starttls: mode == TlsMode::StartTls,
+            };
+            let slot = self.admit(peer.ip(), name);
+            let driver = self.clone();
+            let protocol = protocol.clone();
+            self.shutdown.sessions.spawn(async move {
+                let result = match slot {
+                    Some(slot) => driver.run_session(stream, info, mode, &*protocol, slot).await,
+                    None => driver.refuse(stream, mode, protocol.busy()).await,
+                };
+                if let Err(e) = result {
+                    tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Takes a connection slot for `ip`, or `None` when it is over a cap (logged once
+    /// per IP per minute).
+    fn admit(self: &Arc<Self>, ip: IpAddr, listener: &'static str) -> Option<Slot> {
+        let over = if self.per_second.acquire(&ip).is_err() {
+            Some("connections per second")
+        } else {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let count = open.entry(ip).or_insert(0);
+            if *count >= self.per_ip_limit {
+                Some("concurrent connections")
+            } else {
+                *count += 1;
+                None
+            }
+        };
+        match over {
+            None => Some(Slot {
+                driver: self.clone(),
+                ip,
+            }),
+            Some(cap) => {
+                if self.over_cap_log.should_log(&ip) {
+                    tracing::warn!(%ip, listener, cap, "client over its connection cap: told to try later (logged once a minute per IP)");
+                }
+                None
+            }
+        }
+    }
+
+    async fn refuse(&self, tcp: TcpStream, mode: TlsMode, busy: &[u8]) -> io::Result<()> {
+        let mut stream = match mode {
+            TlsMode::Implicit => self.handshake(tcp).await?,
+            _ => Stream::Plain(tcp),
+        };
+        write_all(&mut stream, busy).await?;
+        stream.shutdown().await
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> io::Result<Stream> {
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no TLS configured"))?;
+        let accept = tls.acceptor().accept(tcp);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(stream) => Ok(Stream::Tls(Box::new(stream?))),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+        }
+    }
+
+    async fn run_session<P: Protocol>(
+        &self,
+        tcp: TcpStream,
+        info: ConnInfo,
+        mode: TlsMode,
+        protocol: &P,
+        _slot: Slot,
+    ) -> io::Result<()> {
+        let mut stream = match mode {
+            TlsMode::Implicit => self.handshake(tcp).await?,
+            _ => Stream::Plain(tcp),
+        };
+        let mut session = protocol.open(&info);
+        write_all(&mut stream, &session.greeting()).await?;
+        let idle = protocol.idle_timeout();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = self.shutdown.close_sessions.cancelled() => {
+                    let _ = write_all(&mut stream, &session.shutting_down()).await;
+                    break;
+                }
+                read = tokio::time::timeout(idle, stream.read(&mut buf)) => read,
+            };
+            let n = match read {
+                Err(_) => {
+                    let _ = write_all(&mut stream, &session.timed_out()).await;
+                    break;
+                }
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(e),
+            };
+            let out = session.receive(&buf[..n]).await;
+            write_all(&mut stream, &out.reply).await?;
+            match out.action {
+                Action::Continue => {}
+                Action::Close => break,
+                Action::StartTls => {
+                    stream = match stream {
+                        Stream::Plain(tcp) if mode == TlsMode::StartTls => {
+                            self.handshake(tcp).await?
+                        }
+                        other => {
+                            // The session asked for TLS it did not offer: a bug, not
+                            // client input. Close rather than continue in an odd state.
+                            tracing::error!(
+                                listener = info.listener,
+                                "session asked for STARTTLS where it is not possible"
+                            );
+                            let mut other = other;
+                            let _ = other.shutdown().await;
+                            return Ok(());
+                        }
+                    };
+                    session.tls_started();
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.shutdown()).await;
+        Ok(())
+    }
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn write_all(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    }
+}
+
+/// A held per-IP connection slot, released on drop.
+#[derive(Debug)]
+struct Slot {
+    driver: Arc<Driver>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.driver.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A client connection, before or after TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! TLS for every listener: rustls with ring, TLS 1.2 and 1.3 only, ECDHE key exchange
+//! and AEAD suites only, server preference order; certificates chosen by SNI and
+//! reloaded in place (SIGHUP) without dropping connections.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `[tls]`: the certificate every TLS listener presents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// PEM file with the certificate chain (leaf first). Empty: the self-signed
+    /// certificate `quickstart` made, `DATA_DIR/tls/cert.pem`.
+    pub cert: PathBuf,
+    /// PEM file with the private key of `cert` (PKCS#8, PKCS#1 or SEC1). Empty:
+    /// `DATA_DIR/tls/key.pem`. Besides this default pair, every `NAME.pem` + `NAME.key`
+    /// pair in `DATA_DIR/tls/sni/` is served to clients asking for host NAME (SNI;
+    /// a `*.example.com` pair serves that domain's direct subdomains). A name with no
+    /// pair of its own gets the default pair. SIGHUP reloads all of them.
+    pub key: PathBuf,
+}
+
+/// Errors loading certificates or keys.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file holds no usable PEM certificate or key.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// Certificate generation or rustls configuration failed.
+    #[error("TLS setup failed: {0}")]
+    Setup(String),
+}
+
+/// Where the certificates come from: resolved paths, re-read on reload.
+#[derive(Debug, Clone)]
+struct Sources {
+    cert: PathBuf,
+    key: PathBuf,
+    sni_dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct Certs {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+/// Picks the certificate for a handshake from the SNI name.
+#[derive(Debug)]
+struct SniResolver {
+    certs: RwLock<Arc<Certs>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.certs.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(name) = hello.server_name() else {
+            return Some(certs.default.clone());
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(c) = certs.by_name.get(&name) {
+            return Some(c.clone());
+        }
+        if let Some((_, parent)) = name.split_once('.')
+            && let Some(c) = certs.by_name.get(&format!("*.{parent}"))
+        {
+            return Some(c.clone());
+        }
+        Some(certs.default.clone())
+    }
+}
+
+/// The TLS state shared by all listeners: one rustls `ServerConfig` whose certificates
+/// can be swapped at run time.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    resolver: Arc<SniResolver>,
+    server_config: Arc<rustls::ServerConfig>,
+    sources: Sources,
+}
+
+impl Tls {
+    /// Loads the certificates named by `config` (defaults under `data_dir/tls/`).
+    pub fn load(config: &Config, data_dir: &Path) -> Result<Tls, Error> {
+        let tls_dir = data_dir.join("tls");
+        let pick = |p: &PathBuf, default: &str| {
+            if p.as_os_str().is_empty() {
+                tls_dir.join(default)
+            } else {
+                p.clone()
+            }
+        };
+        let sources = Sources {
+            cert: pick(&config.cert, "cert.pem"),
+            key: pick(&config.key, "key.pem"),
+            sni_dir: tls_dir.join("sni"),
+        };
+        let resolver = Arc::new(SniResolver {
+            certs: RwLock::new(Arc::new(load_certs(&sources)?)),
+        });
+        let server_config = Arc::new(server_config(resolver.clone())?);
+        Ok(Tls {
+            resolver,
+            server_config,
+            sources,
+        })
+    }
+
+    /// Re-reads every certificate and key. On error the old ones stay in use.
+    /// Connections already open keep their session; new handshakes use the new ones.
+    pub fn reload(&self) -> Result<usize, Error> {
+        let certs = load_certs(&self.sources)?;
+        let count = 1 + certs.by_name.len();
+        *self
+            .resolver
+            .certs
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(certs);
+        Ok(count)
+    }
+
+    /// An acceptor for one handshake.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.server_config.clone())
+    }
+
+    /// The rustls configuration (for listeners that drive rustls themselves).
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server_config.clone()
+    }
+}
+
+fn server_config(resolver: Arc<SniResolver>) -> Result<rustls::ServerConfig, Error> {
+    // ring's default suites are exactly what we want: TLS 1.3's three AEAD suites and
+    // TLS 1.2's ECDHE_{ECDSA,RSA} with AES-GCM or ChaCha20-Poly1305; its key exchange
+    // groups are X25519, P-256 and P-384 (ECDHE only, no finite-field DH).
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.ignore_client_order = true;
+    Ok(config)
+}
+
+fn load_certs(sources: &Sources) -> Result<Certs, Error> {
+    let default = Arc::new(load_pair(&sources.cert, &sources.key)?);
+    let mut by_name = HashMap::new();
+    match fs::read_dir(&sources.sni_dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(|source| Error::Io {
+                    path: sources.sni_dir.clone(),
+                    source,
+                })?;
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+                    continue;
+                }
+                let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                let key = path.with_extension("key");
+                by_name.insert(name.to_ascii_lowercase(), Arc::new(load_pair(&path, &key)?));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::Io {
+                path: sources.sni_dir.clone(),
+                source,
+            });
+        }
+    }
+    Ok(Certs { default, by_name })
+}
+
+fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Error> {
+    let read = |path: &Path| {
+        fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Pem {
+            path: cert.to_path_buf(),
+            what: format!("bad certificate PEM: {e}"),
+        })?;
+    if chain.is_empty() {
+        return Err(Error::Pem {
+            path: cert.to_path_buf(),
+            what: "no CERTIFICATE block".into(),
+        });
+    }
+    let key_pem = read(key)?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| Error::Pem {
+        path: key.to_path_buf(),
+        what: format!("no usable private key: {e}"),
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key_der, &provider).map_err(|e| Error::Pem {
+        path: key.to_path_buf(),
+        what: format!("key does not fit certificate {}: {e}", cert.display()),
+    })
+}
+
+/// Writes a self-signed certificate for `names` (the first is the subject) and its
+/// ECDSA P-256 key to `dir/cert.pem` and `dir/key.pem` (mode 0600), creating `dir`.
+pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<(), Error> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let key = rcgen::KeyPair::generate().map_err(|e| Error::Setup(e.to_string()))?;
+    let mut params =
+        rcgen::CertificateParams::new(names.to_vec()).map_err(|e| Error::Setup(e.to_string()))?;
+    if let Some(first) = names.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, first.clone());
+    }
+    let now = std::time::SystemTime::now();
+    params.not_before = now.into();
+    params.not_after = (now + std::time::Duration::from_secs(825 * 86_400)).into();
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    write_private(&dir.join("key.pem"), key.serialize_pem().as_bytes())?;
+    let cert_path = dir.join("cert.pem");
+    fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
+    Ok(())
+}
+
+/// Creates `path` with mode 0600 and writes `data` to it.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_loads_and_reloads() {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        write_self_signed(&dir.path().join("tls"), &["mail.example.test".into()]).unwrap();
+        let tls = Tls::load(&Config::default(), dir.path()).unwrap();
+        assert_eq!(tls.reload().unwrap(), 1);
+        let sni = dir.path().join("tls/sni");
+        write_self_signed(&sni, &["my.example.test".into()]).unwrap();
+        fs::rename(sni.join("cert.pem"), sni.join("my.example.test.pem")).unwrap();
+        fs::rename(sni.join("key.pem"), sni.join("my.example.test.key")).unwrap();
+        assert_eq!(tls.reload().unwrap(), 2);
+        let cfg = tls.server_config();
+        assert!(cfg.ignore_client_order);
+    }
+
+    #[test]
+    fn a_mismatched_key_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write_self_signed(&dir.path().join("a"), &["a.test".into()]).unwrap();
+        write_self_signed(&dir.path().join("b"), &["b.test".into()]).unwrap();
+        let err = load_pair(
+            &dir.path().join("a/cert.pem"),
+            &dir.path().join("b/key.pem"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not fit"), "{err}");
+    }
+}

@@ -1,0 +1,245 @@
+//! The network driver with a toy line protocol: caps, STARTTLS, timeouts, shutdown.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::net::{self, Action, ConnInfo, Driver, Output, Protocol, Session, TlsMode};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Toy {
+    idle: Duration,
+}
+
+struct ToySession {
+    buf: Vec<u8>,
+    tls: bool,
+}
+
+impl Protocol for Toy {
+    type Session = ToySession;
+    fn open(&self, info: &ConnInfo) -> ToySession {
+        ToySession {
+            buf: Vec::new(),
+            tls: info.tls,
+        }
+    }
+    fn busy(&self) -> &'static [u8] {
+        b"BUSY\r\n"
+    }
+    fn idle_timeout(&self) -> Duration {
+        self.idle
+    }
+}
+
+impl Session for ToySession {
+    fn greeting(&mut self) -> Vec<u8> {
+        b"HELLO\r\n".to_vec()
+    }
+    async fn receive(&mut self, input: &[u8]) -> Output {
+        self.buf.extend_from_slice(input);
+        let mut reply = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            match line.trim_ascii() {
+                b"PING" => reply.extend_from_slice(if self.tls {
+                    b"PONG TLS\r\n"
+                } else {
+                    b"PONG\r\n"
+                }),
+                b"STARTTLS" => {
+                    self.buf.clear();
+                    reply.extend_from_slice(b"GO\r\n");
+                    return Output {
+                        reply,
+                        action: Action::StartTls,
+                    };
+                }
+                b"QUIT" => return Output::close([reply, b"BYE\r\n".to_vec()].concat()),
+                _ => reply.extend_from_slice(b"WHAT\r\n"),
+            }
+        }
+        Output::reply(reply)
+    }
+    fn tls_started(&mut self) {
+        self.tls = true;
+    }
+    fn shutting_down(&mut self) -> Vec<u8> {
+        b"SHUTDOWN\r\n".to_vec()
+    }
+    fn timed_out(&mut self) -> Vec<u8> {
+        b"TIMEOUT\r\n".to_vec()
+    }
+}
+
+fn start(
+    config: net::Config,
+    mode: TlsMode,
+    idle: Duration,
+    tls: Option<common::tls::Tls>,
+) -> (Arc<Driver>, std::net::SocketAddr) {
+    let listener = net::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let driver = Driver::new(&config, tls);
+    driver
+        .serve(listener, "toy", mode, Arc::new(Toy { idle }))
+        .unwrap();
+    (driver, addr)
+}
+
+async fn line(r: &mut (impl AsyncBufReadExt + Unpin)) -> String {
+    let mut s = String::new();
+    tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut s))
+        .await
+        .unwrap()
+        .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn concurrent_cap_per_ip_gets_busy_reply() {
+    let cfg = net::Config {
+        connections_per_second: 100,
+        connections_per_ip: 2,
+    };
+    let (_d, addr) = start(cfg, TlsMode::Plain, Duration::from_secs(30), None);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        assert_eq!(line(&mut c).await, "HELLO\r\n");
+        held.push(c);
+    }
+    let mut third = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut third).await, "BUSY\r\n");
+    assert_eq!(line(&mut third).await, "", "closed after the busy reply");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(
+        line(&mut again).await,
+        "HELLO\r\n",
+        "a freed slot is reusable"
+    );
+}
+
+#[tokio::test]
+async fn connection_rate_per_ip_gets_busy_reply() {
+    let cfg = net::Config {
+        connections_per_second: 3,
+        connections_per_ip: 100,
+    };
+    let (_d, addr) = start(cfg, TlsMode::Plain, Duration::from_secs(30), None);
+    let mut greetings = Vec::new();
+    for _ in 0..5 {
+        let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        greetings.push(line(&mut c).await);
+    }
+    assert_eq!(
+        greetings.iter().filter(|g| *g == "HELLO\r\n").count(),
+        3,
+        "{greetings:?}"
+    );
+    assert_eq!(
+        greetings.iter().filter(|g| *g == "BUSY\r\n").count(),
+        2,
+        "{greetings:?}"
+    );
+}
+
+#[tokio::test]
+async fn idle_client_is_timed_out() {
+    let (_d, addr) = start(
+        net::Config::default(),
+        TlsMode::Plain,
+        Duration::from_millis(200),
+        None,
+    );
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    assert_eq!(line(&mut c).await, "TIMEOUT\r\n");
+    assert_eq!(line(&mut c).await, "");
+}
+
+#[tokio::test]
+async fn shutdown_lets_sessions_finish_then_closes_them() {
+    let (driver, addr) = start(
+        net::Config::default(),
+        TlsMode::Plain,
+        Duration::from_secs(30),
+        None,
+    );
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    let d = driver.clone();
+    let shutdown = tokio::spawn(async move { d.shutdown().run(Duration::from_millis(500)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Within the grace period the session still works...
+    c.get_mut().write_all(b"PING\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "PONG\r\n");
+    // ...but no new connection is accepted.
+    assert!(
+        TcpStream::connect(addr).await.is_err() || {
+            let mut n = TcpStream::connect(addr).await.unwrap();
+            let mut b = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_millis(300), n.read(&mut b)).await,
+                Err(_) | Ok(Ok(0)) | Ok(Err(_))
+            )
+        }
+    );
+    // After the grace period it is told and closed.
+    assert_eq!(line(&mut c).await, "SHUTDOWN\r\n");
+    assert_eq!(line(&mut c).await, "");
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(driver.shutdown().open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn starttls_upgrades_and_drops_pipelined_plaintext() {
+    common::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    common::tls::write_self_signed(&dir.path().join("tls"), &["localhost".into()]).unwrap();
+    let tls = common::tls::Tls::load(&Default::default(), dir.path()).unwrap();
+    let (_d, addr) = start(
+        net::Config::default(),
+        TlsMode::StartTls,
+        Duration::from_secs(30),
+        Some(tls),
+    );
+
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    // A command injected after STARTTLS in the same packet must not be executed.
+    c.get_mut()
+        .write_all(b"STARTTLS\r\nPING\r\n")
+        .await
+        .unwrap();
+    assert_eq!(line(&mut c).await, "GO\r\n");
+
+    let pem = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = c.into_inner();
+    let tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut t = BufReader::new(tls);
+    t.get_mut().write_all(b"PING\r\n").await.unwrap();
+    assert_eq!(
+        line(&mut t).await,
+        "PONG TLS\r\n",
+        "the injected PING was not answered"
+    );
+}
