@@ -1,0 +1,220 @@
+//! Message bodies: one file each under `blobs/<2 hex>/<32 hex>`, written through `blobs/tmp/`.
+//!
+//! A write is durable before it returns: the file is fsynced in `tmp/`, renamed into its
+//! fan-out directory, and that directory (and `blobs/` when the fan-out directory is new)
+//! fsynced, so that the index commit that follows never references a missing body.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Length of a blob id in hex digits (128 random bits).
+const ID_LEN: usize = 32;
+
+/// The blob directory of a store.
+#[derive(Debug)]
+pub(crate) struct BlobDir {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl BlobDir {
+    /// Opens (creating if needed) the blob directory at `root` and empties its `tmp/`.
+    ///
+    /// Must only be called while holding the index lock: another process's writes in flight
+    /// would be lost otherwise.
+    pub(crate) fn open(root: &Path) -> Result<BlobDir, Error> {
+        let tmp = root.join("tmp");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        for entry in fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
+            let path = entry.map_err(|e| Error::io(&tmp, e))?.path();
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::debug!(path = %path.display(), "removed an unfinished body"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(BlobDir {
+            root: root.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// Writes `body` durably and returns its new id.
+    pub(crate) fn write(&self, body: &[u8]) -> Result<String, Error> {
+        let id = new_id()?;
+        let tmp = self.tmp.join(&id);
+        let result = self.write_at(&id, &tmp, body);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| id)
+    }
+
+    fn write_at(&self, id: &str, tmp: &Path, body: &[u8]) -> Result<(), Error> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+            .map_err(|e| Error::io(tmp, e))?;
+        file.write_all(body).map_err(|e| Error::io(tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(tmp, e))?;
+        drop(file);
+
+        let fan_out = self.root.join(&id[..2]);
+        match fs::DirBuilder::new().mode(0o700).create(&fan_out) {
+            Ok(()) => sync_dir(&self.root)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(&fan_out, e)),
+        }
+        let dest = fan_out.join(id);
+        fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        sync_dir(&fan_out)
+    }
+
+    /// Reads the body with id `id`; `Ok(None)` if there is no such file.
+    pub(crate) fn read(&self, id: &str) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.path(id)?;
+        match fs::read(&path) {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Removes the body with id `id`; a missing file is not an error.
+    pub(crate) fn remove(&self, id: &str) -> Result<(), Error> {
+        let path = self.path(id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Removes bodies after their index entries are gone, logging (not failing on) errors:
+    /// the index commit has already happened and a leftover file is only wasted space.
+    pub(crate) fn remove_all(&self, ids: &[String]) {
+        for id in ids {
+            if let Err(e) = self.remove(id) {
+                tracing::warn!(blob = %id, error = %e, "could not remove a message body");
+            }
+        }
+    }
+
+    /// The ids of every body file present.
+    pub(crate) fn list(&self) -> Result<HashSet<String>, Error> {
+        let mut ids = HashSet::new();
+        for entry in fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            let name = entry.file_name();
+            let Some(prefix) = name.to_str() else {
+                continue;
+            };
+            if prefix.len() != 2 || !is_lower_hex(prefix) {
+                continue;
+            }
+            let dir = entry.path();
+            for file in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let file = file.map_err(|e| Error::io(&dir, e))?;
+                if let Some(id) = file.file_name().to_str()
+                    && valid_id(id)
+                    && id.starts_with(prefix)
+                {
+                    ids.insert(id.to_string());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Where the body `id` lives; refuses anything but 32 lower-case hex digits, so a forged
+    /// id cannot name a path outside the blob directory.
+    fn path(&self, id: &str) -> Result<PathBuf, Error> {
+        if !valid_id(id) {
+            return Err(Error::Invalid(format!(
+                "the blob id {id:?} is not {ID_LEN} lower-case hex digits"
+            )));
+        }
+        Ok(self.root.join(&id[..2]).join(id))
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() == ID_LEN && is_lower_hex(id)
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn new_id() -> Result<String, Error> {
+    let mut bytes = [0u8; ID_LEN / 2];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Db(format!("the system random generator failed: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes a directory's entries durable (a rename or creation in it).
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(&dir.path().join("blobs")).unwrap();
+        let id = blobs.write(b"hello").unwrap();
+        assert!(valid_id(&id));
+        assert!(dir.path().join("blobs").join(&id[..2]).join(&id).is_file());
+        assert_eq!(blobs.read(&id).unwrap().unwrap(), b"hello");
+        assert_eq!(blobs.list().unwrap(), HashSet::from([id.clone()]));
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/tmp")).unwrap().count(),
+            0
+        );
+        blobs.remove(&id).unwrap();
+        blobs.remove(&id).unwrap();
+        assert!(blobs.read(&id).unwrap().is_none());
+        assert!(blobs.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_are_distinct() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        let a = blobs.write(b"").unwrap();
+        let b = blobs.write(b"").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn forged_ids_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        for id in [
+            "../../etc/passwd",
+            "",
+            "ABCDEF0123456789ABCDEF0123456789",
+            "0a/b",
+        ] {
+            assert!(matches!(blobs.read(id), Err(Error::Invalid(_))), "{id}");
+            assert!(matches!(blobs.remove(id), Err(Error::Invalid(_))), "{id}");
+        }
+    }
+}

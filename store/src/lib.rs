@@ -1,0 +1,545 @@
+//! Postern's store: the one owner of the disk format.
+//!
+//! Layout under a data directory `D`:
+//!
+//! - `D/store.redb`: the redb index (directory, mailboxes, message metadata, activity log,
+//!   DKIM keys), every value a JSON document;
+//! - `D/blobs/<2 hex>/<32 hex>`: one file per message body, named by a random id;
+//! - `D/blobs/tmp/`: bodies being written, emptied at open.
+//!
+//! A body is written to `blobs/tmp/`, fsynced, renamed into place and its directory fsynced
+//! before the index commit that references it, so an acknowledged commit never points at a
+//! missing body. redb commits are durable (fsynced) before they return.
+//!
+//! Every method takes `&self` and blocks on disk I/O: async callers use `spawn_blocking`.
+#![forbid(unsafe_code)]
+
+mod audit;
+mod blob;
+mod changes;
+mod directory;
+mod keys;
+pub mod login;
+mod mailbox;
+mod message;
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+pub use audit::{AuditEntry, AuditEvent};
+pub use changes::Change;
+pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};
+pub use keys::DkimKey;
+pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
+pub use message::{MessageMeta, normalize_flags};
+
+/// Identifies an account; allocated from a counter, never reused.
+pub type AccountId = u64;
+/// Identifies a mailbox across all accounts; allocated from a counter, never reused.
+pub type MailboxId = u64;
+/// An IMAP unique identifier (RFC 3501 §2.3.1.1), strictly ascending within a mailbox.
+pub type Uid = u32;
+/// A CONDSTORE modification sequence (RFC 7162 §3.1.1), strictly ascending within a mailbox.
+pub type ModSeq = u64;
+
+/// The schema version this build reads and writes, kept in the `meta` table.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The file name of the redb index inside the data directory.
+pub const INDEX_FILE: &str = "store.redb";
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory of the store could not be read or written.
+    #[error("the store could not access {}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The redb index reported an error.
+    #[error("the store's index failed: {0}")]
+    Db(String),
+    /// A stored value could not be decoded, or stored data contradicts itself.
+    #[error("the store holds damaged data: {0}")]
+    Corrupt(String),
+    /// The thing to create already exists; the text names it.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// The thing asked for does not exist; the text names it.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The address names a domain this server does not host.
+    #[error("the domain {0} is not a local domain")]
+    NoSuchDomain(String),
+    /// The thing to delete still holds other things; the text says what.
+    #[error("{0}")]
+    NotEmpty(String),
+    /// An address or domain is malformed; the text names the value and why.
+    #[error("invalid address: {0}")]
+    InvalidAddress(String),
+    /// A mailbox name, flag, selector or other value is malformed; the text says which and why.
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    /// Storing a message would take the account over its quota.
+    #[error(
+        "the account {account} is over quota: {used} of {quota} bytes are used and the message takes {size} more"
+    )]
+    OverQuota {
+        /// The account's address.
+        account: String,
+        /// The account's quota in bytes.
+        quota: u64,
+        /// The bytes already used.
+        used: u64,
+        /// The size of the message refused.
+        size: u64,
+    },
+    /// A counter ran out (UIDs of a mailbox, UIDVALIDITY values); the text says which.
+    #[error("{0} is exhausted")]
+    Exhausted(String),
+    /// The store was written by a newer Postern.
+    #[error(
+        "store schema version {found} is newer than this postern supports ({supported}): upgrade postern"
+    )]
+    SchemaTooNew {
+        /// The version found in the store.
+        found: u64,
+        /// The newest version this build supports.
+        supported: u64,
+    },
+    /// Another process (or another `Store` in this one) has the index open.
+    #[error("the store in {} is in use by another process", .0.display())]
+    Locked(PathBuf),
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The redb tables. Every JSON value tolerates missing optional fields (`#[serde(default)]`),
+/// so adding a field does not need a schema bump.
+pub(crate) mod tables {
+    use redb::TableDefinition;
+
+    /// `schema_version` and the id counters. Its type never changes, so any version can read it.
+    pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    /// Domain name (lower case) -> JSON [`crate::Domain`].
+    pub const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
+    /// Account id -> JSON [`crate::Account`].
+    pub const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
+    /// Account address (lower case) -> account id.
+    pub const ACCOUNT_EMAILS: TableDefinition<&str, u64> = TableDefinition::new("account_emails");
+    /// Alias address (lower case, `@domain` for a catch-all) -> JSON [`crate::Alias`].
+    pub const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
+    /// Mailbox id -> JSON [`crate::Mailbox`].
+    pub const MAILBOXES: TableDefinition<u64, &[u8]> = TableDefinition::new("mailboxes");
+    /// (account id, mailbox name) -> mailbox id.
+    pub const MAILBOX_NAMES: TableDefinition<(u64, &str), u64> =
+        TableDefinition::new("mailbox_names");
+    /// (mailbox id, UID) -> JSON [`crate::MessageMeta`].
+    pub const MESSAGES: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("messages");
+    /// (mailbox id, UID) -> MODSEQ of the expunge, for QRESYNC (RFC 7162 §3.2.10).
+    pub const EXPUNGED: TableDefinition<(u64, u32), u64> = TableDefinition::new("expunged");
+    /// (unix milliseconds, entry id) -> JSON [`crate::AuditEvent`].
+    pub const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
+    /// (domain, selector) -> JSON [`crate::DkimKey`].
+    pub const DKIM_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dkim_keys");
+}
+
+const SCHEMA_KEY: &str = "schema_version";
+const CHANGE_CAPACITY: usize = 1024;
+
+/// The store: one per data directory, shared by every listener (`Send + Sync`).
+pub struct Store {
+    dir: PathBuf,
+    db: Database,
+    blobs: blob::BlobDir,
+    changes: broadcast::Sender<Change>,
+    /// Held shared from a body's write to its index commit, exclusively by the orphan sweep,
+    /// so the sweep never removes a body about to be committed.
+    blob_gate: RwLock<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+impl Store {
+    /// Opens or creates the store in `data_dir` (creates the dir with mode 0700 if missing).
+    ///
+    /// Fails with [`Error::Locked`] if another process has it open and with
+    /// [`Error::SchemaTooNew`] if a newer Postern wrote it.
+    pub fn open(data_dir: &Path) -> Result<Store, Error> {
+        create_private_dir(data_dir)?;
+        let index = data_dir.join(INDEX_FILE);
+        // Created 0600 before redb opens it: the index holds password hashes and DKIM keys.
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&index)
+            .map_err(|e| Error::io(&index, e))?;
+        let db = match Database::create(&index) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(Error::Locked(data_dir.to_path_buf()));
+            }
+            Err(e) => {
+                return Err(Error::Db(format!(
+                    "could not open {}: {e}",
+                    index.display()
+                )));
+            }
+        };
+        init_schema(&db)?;
+        // Only now, holding the index lock, is it safe to empty blobs/tmp.
+        let blobs = blob::BlobDir::open(&data_dir.join("blobs"))?;
+        let (changes, _) = broadcast::channel(CHANGE_CAPACITY);
+        Ok(Store {
+            dir: data_dir.to_path_buf(),
+            db,
+            blobs,
+            changes,
+            blob_gate: RwLock::new(()),
+        })
+    }
+
+    /// The data directory this store lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The schema version recorded in the store.
+    pub fn schema_version(&self) -> Result<u64, Error> {
+        self.read(|txn| {
+            let meta = txn.open_table(tables::META)?;
+            Ok(meta.get(SCHEMA_KEY)?.map(|v| v.value()).unwrap_or(0))
+        })
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
+    /// Runs `f` in a write transaction and commits it if `f` succeeds; an error aborts it.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let txn = self.db.begin_write()?;
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+fn init_schema(db: &Database) -> Result<(), Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(tables::META)?;
+        let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(Error::SchemaTooNew {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(0) => {
+                return Err(Error::Corrupt("the schema version is 0".into()));
+            }
+            Some(_) => {}
+        }
+    }
+    // Created here so that read transactions never meet a missing table.
+    txn.open_table(tables::DOMAINS)?;
+    txn.open_table(tables::ACCOUNTS)?;
+    txn.open_table(tables::ACCOUNT_EMAILS)?;
+    txn.open_table(tables::ALIASES)?;
+    txn.open_table(tables::MAILBOXES)?;
+    txn.open_table(tables::MAILBOX_NAMES)?;
+    txn.open_table(tables::MESSAGES)?;
+    txn.open_table(tables::EXPUNGED)?;
+    txn.open_table(tables::AUDIT)?;
+    txn.open_table(tables::DKIM_KEYS)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Takes the next value of the counter `key` in `meta`, starting at `first`.
+pub(crate) fn next_counter(txn: &WriteTransaction, key: &str, first: u64) -> Result<u64, Error> {
+    let mut meta = txn.open_table(tables::META)?;
+    let value = meta
+        .get(key)?
+        .map(|v| v.value())
+        .unwrap_or(first)
+        .max(first);
+    let next = value
+        .checked_add(1)
+        .ok_or_else(|| Error::Exhausted(format!("the counter {key}")))?;
+    meta.insert(key, next)?;
+    Ok(value)
+}
+
+/// Encodes a value as JSON for the index.
+pub(crate) fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::Db(format!("could not encode {what}: {e}")))
+}
+
+/// Decodes a JSON value from the index.
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("{what} is undecodable: {e}")))
+}
+
+/// Decodes the JSON value a table lookup found, if any.
+pub(crate) fn decode_opt<T: DeserializeOwned>(
+    what: &str,
+    found: Option<redb::AccessGuard<'_, &'static [u8]>>,
+) -> Result<Option<T>, Error> {
+    found.map(|v| decode(what, v.value())).transpose()
+}
+
+/// Converts a time to unix milliseconds; times before 1970 become 0.
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Converts unix milliseconds to a time.
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// The current time, truncated to what the disk keeps (milliseconds).
+pub(crate) fn now() -> SystemTime {
+    from_ms(to_ms(SystemTime::now()))
+}
+
+/// Serde for `SystemTime` as unix milliseconds, the on-disk form.
+pub(crate) mod unix_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Serialises a time as unix milliseconds.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(super::to_ms(*t))
+    }
+
+    /// Deserialises unix milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        u64::deserialize(d).map(super::from_ms)
+    }
+
+    /// The default for a missing time: the epoch.
+    pub fn epoch() -> SystemTime {
+        UNIX_EPOCH
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::*;
+
+    /// A store in a fresh temporary directory (kept alive by the returned guard).
+    pub fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        (dir, store)
+    }
+
+    /// A store with the domain `example.org` and the account `alice@example.org`.
+    pub fn store_with_alice() -> (tempfile::TempDir, Store, Account) {
+        let (dir, store) = store();
+        store.add_domain("example.org").unwrap();
+        let alice = store.add_account("alice@example.org", "$hash").unwrap();
+        (dir, store, alice)
+    }
+
+    /// An inactive Ed25519 key with dummy material.
+    pub fn dkim_key(domain: &str, selector: &str) -> DkimKey {
+        DkimKey {
+            domain: domain.into(),
+            selector: selector.into(),
+            algorithm: "ed25519".into(),
+            private_key_pem:
+                "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+                    .into(),
+            public_key_b64: "MCowBQYDK2VwAyEA".into(),
+            active: false,
+            created: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Store>();
+    }
+
+    #[test]
+    fn open_creates_layout_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        let store = Store::open(&data).unwrap();
+        assert_eq!(store.data_dir(), data);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let mode = fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(data.join(INDEX_FILE).is_file());
+        assert!(data.join("blobs/tmp").is_dir());
+        drop(store);
+        let store = Store::open(&data).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn open_empties_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let stray = dir
+            .path()
+            .join("blobs/tmp/0123456789abcdef0123456789abcdef");
+        fs::write(&stray, b"half a message").unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        assert!(!stray.exists());
+    }
+
+    #[test]
+    fn schema_too_new_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        {
+            let db = Database::create(dir.path().join(INDEX_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(tables::META)
+                .unwrap()
+                .insert(SCHEMA_KEY, 7)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::SchemaTooNew {
+                found: 7,
+                supported: 1
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "store schema version 7 is newer than this postern supports (1): upgrade postern"
+        );
+    }
+
+    #[test]
+    fn second_open_in_one_process_is_locked() {
+        // redb 4.6 locks the whole file (ExclusiveWriter) with a lock that is per open file
+        // description, so a second open fails even within one process.
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, Error::Locked(ref p) if p == dir.path()),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the store in {} is in use by another process",
+                dir.path().display()
+            )
+        );
+        drop(first);
+        Store::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn garbage_index_is_a_db_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(INDEX_FILE), b"not a database at all, sorry").unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(Error::Db(_))));
+    }
+
+    #[test]
+    fn times_round_trip_in_milliseconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(from_ms(to_ms(t)), t);
+        assert_eq!(to_ms(UNIX_EPOCH - Duration::from_secs(5)), 0);
+    }
+
+    #[test]
+    fn counters_count_from_first() {
+        let (_dir, store) = test_util::store();
+        let a = store.write(|txn| next_counter(txn, "c", 10)).unwrap();
+        let b = store.write(|txn| next_counter(txn, "c", 10)).unwrap();
+        assert_eq!((a, b), (10, 11));
+    }
+}

@@ -1,0 +1,612 @@
+//! Messages: append, list, read, flags and expunge, with UIDs (RFC 3501 §2.3.1.1), MODSEQ
+//! (RFC 7162) and the account quota.
+
+use std::collections::HashSet;
+use std::sync::PoisonError;
+use std::time::SystemTime;
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{load_account, save_account};
+use crate::mailbox::{load_mailbox, save_mailbox};
+use crate::tables::{EXPUNGED, MAILBOXES, MESSAGES};
+use crate::{
+    AccountId, Change, Error, MailboxId, ModSeq, Store, Uid, decode, decode_opt, encode, from_ms,
+    to_ms,
+};
+
+/// The index entry of a message; the body lives in a blob file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    /// The mailbox holding the message.
+    pub mailbox: MailboxId,
+    /// The message's UID in its mailbox.
+    pub uid: Uid,
+    /// The id of the body's blob file.
+    pub blob: String,
+    /// The body's size in octets (RFC822.SIZE).
+    #[serde(default)]
+    pub size: u64,
+    /// The message's flags and keywords (RFC 3501 §2.3.2), without `\Recent`.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// INTERNALDATE (RFC 3501 §2.3.3), kept to the millisecond.
+    #[serde(with = "crate::unix_ms", default = "crate::unix_ms::epoch")]
+    pub internal_date: SystemTime,
+    /// The MODSEQ of the message's last change (RFC 7162 §3.1).
+    #[serde(default)]
+    pub modseq: ModSeq,
+}
+
+/// The system flags (RFC 3501 §2.3.2), stored in this capitalisation whatever the input.
+const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+
+/// Validates flags, drops `\Recent` (RFC 3501 §2.3.2: session-only, never set by a client),
+/// canonicalises system flags and removes case-insensitive duplicates.
+///
+/// RFC 3501 §9: `flag-keyword = atom`, `flag-extension = "\" atom`; an atom holds no
+/// atom-specials (`(){ %*"\]`, space, controls) and only 7-bit characters.
+pub fn normalize_flags(flags: &[String]) -> Result<Vec<String>, Error> {
+    let mut out: Vec<String> = Vec::with_capacity(flags.len());
+    for flag in flags {
+        let atom = flag.strip_prefix('\\').unwrap_or(flag);
+        let valid = !atom.is_empty()
+            && atom
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
+        if !valid {
+            return Err(Error::Invalid(format!(
+                "the flag {flag:?} is not an atom (RFC 3501 §9)"
+            )));
+        }
+        if flag.eq_ignore_ascii_case("\\Recent") {
+            continue;
+        }
+        let flag = SYSTEM_FLAGS
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(flag))
+            .map_or_else(|| flag.clone(), |s| (*s).to_string());
+        if !out.iter().any(|f| f.eq_ignore_ascii_case(&flag)) {
+            out.push(flag);
+        }
+    }
+    Ok(out)
+}
+
+/// Loads one message inside a write transaction; [`Error::NotFound`] if it does not exist.
+fn load_message(
+    txn: &WriteTransaction,
+    mailbox: MailboxId,
+    uid: Uid,
+) -> Result<MessageMeta, Error> {
+    decode_opt("a message", txn.open_table(MESSAGES)?.get((mailbox, uid))?)?
+        .ok_or_else(|| Error::NotFound(format!("the message with UID {uid} in mailbox {mailbox}")))
+}
+
+fn save_message(txn: &WriteTransaction, meta: &MessageMeta) -> Result<(), Error> {
+    txn.open_table(MESSAGES)?.insert(
+        (meta.mailbox, meta.uid),
+        encode("a message", meta)?.as_slice(),
+    )?;
+    Ok(())
+}
+
+/// Takes the next MODSEQ of a mailbox (RFC 7162 §3.1: strictly ascending per mailbox).
+fn bump_modseq(mailbox: &mut crate::Mailbox) -> Result<ModSeq, Error> {
+    mailbox.highest_modseq = mailbox
+        .highest_modseq
+        .checked_add(1)
+        .ok_or_else(|| Error::Exhausted(format!("the MODSEQ space of mailbox {}", mailbox.name)))?;
+    Ok(mailbox.highest_modseq)
+}
+
+/// Records an appended message in the index, inside a write transaction.
+fn stage_append(
+    txn: &WriteTransaction,
+    mailbox: MailboxId,
+    blob: String,
+    size: u64,
+    flags: Vec<String>,
+    internal_date: SystemTime,
+) -> Result<(MessageMeta, AccountId), Error> {
+    let mut mbox = load_mailbox(txn, mailbox)?;
+    let mut account = load_account(txn, mbox.account)?;
+    let used = account.used_bytes;
+    if account.quota_bytes > 0 && used.saturating_add(size) > account.quota_bytes {
+        return Err(Error::OverQuota {
+            account: account.email,
+            quota: account.quota_bytes,
+            used,
+            size,
+        });
+    }
+    // RFC 3501 §2.3.1.1: UIDs strictly ascend and are never reused.
+    let uid = mbox.uid_next;
+    mbox.uid_next = uid
+        .checked_add(1)
+        .ok_or_else(|| Error::Exhausted(format!("the UID space of mailbox {}", mbox.name)))?;
+    let meta = MessageMeta {
+        mailbox,
+        uid,
+        blob,
+        size,
+        flags,
+        internal_date,
+        modseq: bump_modseq(&mut mbox)?,
+    };
+    save_message(txn, &meta)?;
+    save_mailbox(txn, &mbox)?;
+    account.used_bytes = used.saturating_add(size);
+    save_account(txn, &account)?;
+    Ok((meta, mbox.account))
+}
+
+impl Store {
+    /// Appends a message to a mailbox: the body is made durable first, then the index entry
+    /// committed with the next UID and MODSEQ, and the account's used bytes updated.
+    ///
+    /// [`Error::OverQuota`] if the account's quota would be exceeded; [`Error::NotFound`] if
+    /// the mailbox does not exist.
+    pub fn append(
+        &self,
+        mailbox: MailboxId,
+        body: &[u8],
+        flags: &[String],
+        internal_date: SystemTime,
+    ) -> Result<MessageMeta, Error> {
+        let flags = normalize_flags(flags)?;
+        let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        let internal_date = from_ms(to_ms(internal_date));
+        let gate = self
+            .blob_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let blob = self.blobs.write(body)?;
+        let staged = self.db.begin_write().map_err(Error::from).and_then(|txn| {
+            let staged = stage_append(&txn, mailbox, blob.clone(), size, flags, internal_date)?;
+            Ok((txn, staged))
+        });
+        let (txn, (meta, account)) = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.blobs.remove_all(std::slice::from_ref(&blob));
+                return Err(e);
+            }
+        };
+        // A failed commit may still have reached the disk, so its body stays; the orphan
+        // sweep reclaims it if the index does not reference it.
+        txn.commit()?;
+        drop(gate);
+        self.notify(Change::Mailbox {
+            account,
+            mailbox,
+            modseq: meta.modseq,
+        });
+        Ok(meta)
+    }
+
+    /// A mailbox's messages in ascending UID order. [`Error::NotFound`] if it does not exist.
+    pub fn messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>, Error> {
+        self.read(|txn| {
+            if txn.open_table(MAILBOXES)?.get(mailbox)?.is_none() {
+                return Err(Error::NotFound(format!("the mailbox with id {mailbox}")));
+            }
+            let messages = txn.open_table(MESSAGES)?;
+            let mut out = Vec::new();
+            for entry in messages.range((mailbox, 0)..=(mailbox, Uid::MAX))? {
+                let (_, v) = entry?;
+                out.push(decode("a message", v.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// One message by UID, if it exists.
+    pub fn message(&self, mailbox: MailboxId, uid: Uid) -> Result<Option<MessageMeta>, Error> {
+        self.read(|txn| decode_opt("a message", txn.open_table(MESSAGES)?.get((mailbox, uid))?))
+    }
+
+    /// Reads a message's body. [`Error::Corrupt`] if the index references a missing body.
+    pub fn read_body(&self, msg: &MessageMeta) -> Result<Vec<u8>, Error> {
+        self.blobs.read(&msg.blob)?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "the body of the message with UID {} in mailbox {} (blob {}) is missing",
+                msg.uid, msg.mailbox, msg.blob
+            ))
+        })
+    }
+
+    /// Replaces a message's flags and gives it the mailbox's next MODSEQ (RFC 7162 §3.1).
+    /// [`Error::NotFound`] if there is no such message.
+    pub fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uid: Uid,
+        flags: &[String],
+    ) -> Result<MessageMeta, Error> {
+        let flags = normalize_flags(flags)?;
+        let (meta, account) = self.write(|txn| {
+            let mut mbox = load_mailbox(txn, mailbox)?;
+            let mut meta = load_message(txn, mailbox, uid)?;
+            meta.flags = flags;
+            meta.modseq = bump_modseq(&mut mbox)?;
+            save_message(txn, &meta)?;
+            save_mailbox(txn, &mbox)?;
+            Ok((meta, mbox.account))
+        })?;
+        self.notify(Change::Mailbox {
+            account,
+            mailbox,
+            modseq: meta.modseq,
+        });
+        Ok(meta)
+    }
+
+    /// Removes messages from the index, then deletes their bodies and frees their quota.
+    /// Returns the UIDs actually removed, ascending; UIDs not present are ignored.
+    ///
+    /// The expunge takes one new MODSEQ, recorded per UID for QRESYNC (RFC 7162 §3.2.10).
+    pub fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>, Error> {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        let (removed, blobs, account, modseq) = self.write(|txn| {
+            let mut mbox = load_mailbox(txn, mailbox)?;
+            let mut removed = Vec::new();
+            let mut blobs = Vec::new();
+            let mut bytes = 0u64;
+            {
+                let mut messages = txn.open_table(MESSAGES)?;
+                for &uid in &uids {
+                    let Some(v) = messages.remove((mailbox, uid))? else {
+                        continue;
+                    };
+                    let meta: MessageMeta = decode("a message", v.value())?;
+                    removed.push(uid);
+                    bytes = bytes.saturating_add(meta.size);
+                    blobs.push(meta.blob);
+                }
+            }
+            if removed.is_empty() {
+                return Ok((removed, blobs, mbox.account, mbox.highest_modseq));
+            }
+            let modseq = bump_modseq(&mut mbox)?;
+            {
+                let mut expunged = txn.open_table(EXPUNGED)?;
+                for &uid in &removed {
+                    expunged.insert((mailbox, uid), modseq)?;
+                }
+            }
+            save_mailbox(txn, &mbox)?;
+            let mut account = load_account(txn, mbox.account)?;
+            account.used_bytes = account.used_bytes.saturating_sub(bytes);
+            save_account(txn, &account)?;
+            Ok((removed, blobs, mbox.account, modseq))
+        })?;
+        if !removed.is_empty() {
+            self.blobs.remove_all(&blobs);
+            self.notify(Change::Mailbox {
+                account,
+                mailbox,
+                modseq,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// The UIDs expunged from a mailbox with a MODSEQ above `since`, ascending, for
+    /// `VANISHED (EARLIER)` (RFC 7162 §3.2.5.2).
+    pub fn expunged_since(&self, mailbox: MailboxId, since: ModSeq) -> Result<Vec<Uid>, Error> {
+        self.read(|txn| {
+            let expunged = txn.open_table(EXPUNGED)?;
+            let mut out = Vec::new();
+            for entry in expunged.range((mailbox, 0)..=(mailbox, Uid::MAX))? {
+                let (k, modseq) = entry?;
+                if modseq.value() > since {
+                    out.push(k.value().1);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes body files that no index entry references (left by a crash between a body's
+    /// write and its commit, or between an expunge's commit and its deletions). Returns how
+    /// many were deleted. Appends wait while it runs.
+    pub fn sweep_orphan_blobs(&self) -> Result<usize, Error> {
+        let _gate = self
+            .blob_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let referenced: HashSet<String> = self.read(|txn| {
+            let messages = txn.open_table(MESSAGES)?;
+            let mut ids = HashSet::new();
+            for entry in messages.iter()? {
+                let (_, v) = entry?;
+                let meta: MessageMeta = decode("a message", v.value())?;
+                ids.insert(meta.blob);
+            }
+            Ok(ids)
+        })?;
+        let mut swept = 0;
+        for id in self.blobs.list()? {
+            if !referenced.contains(&id) {
+                self.blobs.remove(&id)?;
+                swept += 1;
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, "removed unreferenced message bodies");
+        }
+        Ok(swept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn flags(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn blob_count(dir: &std::path::Path) -> usize {
+        let mut n = 0;
+        for d in std::fs::read_dir(dir.join("data/blobs")).unwrap() {
+            let d = d.unwrap();
+            if d.file_name() != "tmp" {
+                n += std::fs::read_dir(d.path()).unwrap().count();
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn append_read_list() {
+        let (_dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let date = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let mut last_modseq = inbox.highest_modseq;
+        for (i, body) in [&b"one"[..], b"two!", b""].iter().enumerate() {
+            let m = store
+                .append(inbox.id, body, &flags(&["\\seen"]), date)
+                .unwrap();
+            assert_eq!(m.uid, i as u32 + 1);
+            assert!(m.modseq > last_modseq);
+            last_modseq = m.modseq;
+            assert_eq!(m.size, body.len() as u64);
+            assert_eq!(m.flags, ["\\Seen"]);
+            assert_eq!(m.internal_date, date);
+            assert_eq!(store.read_body(&m).unwrap(), *body);
+        }
+        let list = store.messages(inbox.id).unwrap();
+        assert_eq!(list.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(store.message(inbox.id, 2).unwrap().unwrap(), list[1]);
+        let inbox = store.mailbox_by_id(inbox.id).unwrap().unwrap();
+        assert_eq!((inbox.uid_next, inbox.highest_modseq), (4, last_modseq));
+        assert_eq!(
+            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
+            7
+        );
+        assert!(matches!(store.messages(12345), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn append_to_missing_mailbox_leaves_no_body() {
+        let (dir, store, _alice) = test_util::store_with_alice();
+        assert!(matches!(
+            store.append(999, b"x", &[], SystemTime::now()),
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(blob_count(dir.path()), 0);
+    }
+
+    #[test]
+    fn flags_bump_modseq() {
+        let (_dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let m = store
+            .append(inbox.id, b"x", &[], SystemTime::now())
+            .unwrap();
+        let m2 = store
+            .set_flags(
+                inbox.id,
+                m.uid,
+                &flags(&["\\Flagged", "$Junk", "\\flagged", "\\Recent"]),
+            )
+            .unwrap();
+        assert_eq!(m2.flags, ["\\Flagged", "$Junk"]);
+        assert!(m2.modseq > m.modseq);
+        let m3 = store.set_flags(inbox.id, m.uid, &[]).unwrap();
+        assert!(m3.modseq > m2.modseq);
+        assert_eq!(store.message(inbox.id, m.uid).unwrap().unwrap(), m3);
+        assert_eq!(
+            store
+                .mailbox_by_id(inbox.id)
+                .unwrap()
+                .unwrap()
+                .highest_modseq,
+            m3.modseq
+        );
+        assert!(matches!(
+            store.set_flags(inbox.id, 99, &[]),
+            Err(Error::NotFound(_))
+        ));
+        for bad in ["", "\\", "a b", "(x)", "x*", "caf\u{e9}"] {
+            assert!(
+                matches!(
+                    store.set_flags(inbox.id, m.uid, &flags(&[bad])),
+                    Err(Error::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expunge_never_reuses_uids_and_frees_quota() {
+        let (dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let a = store
+            .append(inbox.id, b"aaaa", &[], SystemTime::now())
+            .unwrap();
+        let b = store
+            .append(inbox.id, b"bb", &[], SystemTime::now())
+            .unwrap();
+        assert_eq!(blob_count(dir.path()), 2);
+        assert_eq!(
+            store.expunge(inbox.id, &[b.uid, 77, b.uid]).unwrap(),
+            [b.uid]
+        );
+        assert_eq!(blob_count(dir.path()), 1);
+        assert_eq!(
+            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
+            4
+        );
+        assert_eq!(store.expunged_since(inbox.id, b.modseq).unwrap(), [b.uid]);
+        let after = store
+            .mailbox_by_id(inbox.id)
+            .unwrap()
+            .unwrap()
+            .highest_modseq;
+        assert!(store.expunged_since(inbox.id, after).unwrap().is_empty());
+        assert!(store.expunge(inbox.id, &[b.uid]).unwrap().is_empty());
+        let c = store
+            .append(inbox.id, b"c", &[], SystemTime::now())
+            .unwrap();
+        assert_eq!(c.uid, 3);
+        assert!(c.modseq > after);
+        assert_eq!(
+            store.expunge(inbox.id, &[a.uid, c.uid]).unwrap(),
+            [a.uid, c.uid]
+        );
+        assert!(store.messages(inbox.id).unwrap().is_empty());
+        assert_eq!(
+            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
+            0
+        );
+        assert_eq!(blob_count(dir.path()), 0);
+        let d = store
+            .append(inbox.id, b"d", &[], SystemTime::now())
+            .unwrap();
+        assert_eq!(d.uid, 4);
+    }
+
+    #[test]
+    fn uids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inbox, body) = {
+            let store = Store::open(dir.path()).unwrap();
+            store.add_domain("example.org").unwrap();
+            let alice = store.add_account("alice@example.org", "h").unwrap();
+            let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap().id;
+            let m = store
+                .append(inbox, b"kept", &[], SystemTime::now())
+                .unwrap();
+            store.expunge(inbox, &[m.uid]).unwrap();
+            store
+                .append(inbox, b"body", &[], SystemTime::now())
+                .unwrap();
+            (inbox, b"body".to_vec())
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let list = store.messages(inbox).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].uid, 2);
+        assert_eq!(store.read_body(&list[0]).unwrap(), body);
+        assert_eq!(
+            store
+                .append(inbox, b"x", &[], SystemTime::now())
+                .unwrap()
+                .uid,
+            3
+        );
+    }
+
+    #[test]
+    fn quota_is_enforced() {
+        let (dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        store.set_quota(&alice.email, 10).unwrap();
+        store
+            .append(inbox.id, b"123456", &[], SystemTime::now())
+            .unwrap();
+        let err = store
+            .append(inbox.id, b"123456", &[], SystemTime::now())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::OverQuota {
+                    quota: 10,
+                    used: 6,
+                    size: 6,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("alice@example.org"));
+        assert_eq!(blob_count(dir.path()), 1);
+        assert_eq!(
+            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
+            6
+        );
+        store
+            .append(inbox.id, b"1234", &[], SystemTime::now())
+            .unwrap();
+        store.set_quota(&alice.email, 0).unwrap();
+        store
+            .append(inbox.id, &[0; 100], &[], SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
+            110
+        );
+    }
+
+    #[test]
+    fn delete_mailbox_frees_quota() {
+        let (_dir, store, alice) = test_util::store_with_alice();
+        let junk = store.mailbox(alice.id, "Junk").unwrap().unwrap();
+        store
+            .append(junk.id, b"spam", &[], SystemTime::now())
+            .unwrap();
+        store.delete_mailbox(junk.id).unwrap();
+        assert_eq!(
+            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
+            0
+        );
+    }
+
+    #[test]
+    fn sweep_removes_only_orphans() {
+        let (dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let m = store
+            .append(inbox.id, b"keep", &[], SystemTime::now())
+            .unwrap();
+        store.blobs.write(b"orphan").unwrap();
+        assert_eq!(blob_count(dir.path()), 2);
+        assert_eq!(store.sweep_orphan_blobs().unwrap(), 1);
+        assert_eq!(store.sweep_orphan_blobs().unwrap(), 0);
+        assert_eq!(store.read_body(&m).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn missing_body_is_corrupt() {
+        let (_dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let m = store
+            .append(inbox.id, b"x", &[], SystemTime::now())
+            .unwrap();
+        store.blobs.remove(&m.blob).unwrap();
+        assert!(matches!(store.read_body(&m), Err(Error::Corrupt(_))));
+        let mut forged = m.clone();
+        forged.blob = "../../store.redb".into();
+        assert!(matches!(store.read_body(&forged), Err(Error::Invalid(_))));
+    }
+}
