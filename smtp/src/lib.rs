@@ -1,0 +1,8 @@
+//! SMTP: the MX on port 25 and submission on 587/465. This crate owns the `[smtp]`,
+//! `[submission]` and `[spam]` configuration sections and the SMTP session.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod session;
+
+pub use config::{Config, SpamConfig, SubmissionConfig};
