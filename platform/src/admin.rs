@@ -1,0 +1,376 @@
+//! Administrative requests (users, aliases, domains, DNS records, the activity log):
+//! one type for what the CLI asks, executed against the store either in the CLI
+//! process or, while `serve` runs, in the server through the control socket.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use store::{AuditEvent, DkimKey, Store};
+
+use crate::config::Config;
+
+/// One administrative request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Create an account; no password: generate one and print it.
+    UserAdd {
+        email: String,
+        password: Option<String>,
+    },
+    /// List accounts.
+    UserList,
+    /// Set an account's password; no password: generate one and print it.
+    UserPasswd {
+        email: String,
+        password: Option<String>,
+    },
+    /// Delete an account and its mail.
+    UserDel { email: String },
+    /// Set an account's quota in bytes (0: unlimited).
+    UserQuota { email: String, bytes: u64 },
+    /// Create an alias (`@domain`: catch-all).
+    AliasAdd {
+        address: String,
+        targets: Vec<String>,
+    },
+    /// List aliases.
+    AliasList,
+    /// Delete an alias.
+    AliasDel { address: String },
+    /// Add a domain and generate its DKIM keys.
+    DomainAdd { name: String },
+    /// List domains.
+    DomainList,
+    /// Delete a domain (refused while it has accounts or aliases).
+    DomainDel { name: String },
+    /// The DNS records of a domain.
+    DnsRecords { domain: String },
+    /// The activity log: entries at or after `since_ms` (Unix ms), the newest `limit`.
+    Log { since_ms: Option<u64>, limit: usize },
+}
+
+impl Request {
+    /// Whether the request changes anything (and so goes to the activity log).
+    fn action(&self) -> Option<(&'static str, String)> {
+        Some(match self {
+            Request::UserAdd { email, .. } => ("user-add", email.clone()),
+            Request::UserPasswd { email, .. } => ("user-passwd", email.clone()),
+            Request::UserDel { email } => ("user-del", email.clone()),
+            Request::UserQuota { email, bytes } => ("user-quota", format!("{email} {bytes}")),
+            Request::AliasAdd { address, targets } => {
+                ("alias-add", format!("{address} -> {}", targets.join(", ")))
+            }
+            Request::AliasDel { address } => ("alias-del", address.clone()),
+            Request::DomainAdd { name } => ("domain-add", name.clone()),
+            Request::DomainDel { name } => ("domain-del", name.clone()),
+            Request::UserList
+            | Request::AliasList
+            | Request::DomainList
+            | Request::DnsRecords { .. }
+            | Request::Log { .. } => {
+                return None;
+            }
+        })
+    }
+}
+
+/// A request refused or failed: one line for the user.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl From<store::Error> for Refusal {
+    fn from(e: store::Error) -> Self {
+        Refusal(e.to_string())
+    }
+}
+
+impl From<common::auth::Error> for Refusal {
+    fn from(e: common::auth::Error) -> Self {
+        Refusal(e.to_string())
+    }
+}
+
+/// Runs `request` against `store`; `actor` names who asked, for the activity log.
+/// Returns the text to print.
+pub fn execute(
+    store: &Store,
+    config: &Config,
+    request: &Request,
+    actor: &str,
+) -> Result<String, Refusal> {
+    let out = run(store, config, request)?;
+    if let Some((action, detail)) = request.action() {
+        let event = AuditEvent {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            ip: None,
+            detail,
+        };
+        store.log_event(&event)?;
+    }
+    Ok(out)
+}
+
+fn password_or_generated(password: &Option<String>) -> Result<(String, bool), Refusal> {
+    match password {
+        Some(p) => {
+            common::auth::check_policy(p)?;
+            Ok((p.clone(), false))
+        }
+        None => Ok((common::auth::generate_password()?, true)),
+    }
+}
+
+fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refusal> {
+    Ok(match request {
+        Request::UserAdd { email, password } => {
+            let (password, generated) = password_or_generated(password)?;
+            let account = store.add_account(email, &common::auth::hash_password(&password)?)?;
+            let mut out = format!("Created account {}\n", account.email);
+            if generated {
+                let _ = writeln!(out, "Password: {password}");
+            }
+            out
+        }
+        Request::UserPasswd { email, password } => {
+            let (password, generated) = password_or_generated(password)?;
+            store.set_password(email, &common::auth::hash_password(&password)?)?;
+            let mut out = format!("Password changed for {}\n", email.to_ascii_lowercase());
+            if generated {
+                let _ = writeln!(out, "Password: {password}");
+            }
+            out
+        }
+        Request::UserList => {
+            let mut out = String::new();
+            for a in store.accounts()? {
+                let quota = if a.quota_bytes == 0 {
+                    "unlimited".to_string()
+                } else {
+                    format_size(a.quota_bytes)
+                };
+                let _ = writeln!(
+                    out,
+                    "{}\tquota {}\tused {}",
+                    a.email,
+                    quota,
+                    format_size(a.used_bytes)
+                );
+            }
+            out
+        }
+        Request::UserDel { email } => {
+            store.delete_account(email)?;
+            format!(
+                "Deleted account {} and its mail\n",
+                email.to_ascii_lowercase()
+            )
+        }
+        Request::UserQuota { email, bytes } => {
+            store.set_quota(email, *bytes)?;
+            let q = if *bytes == 0 {
+                "unlimited".to_string()
+            } else {
+                format_size(*bytes)
+            };
+            format!("Quota of {} set to {q}\n", email.to_ascii_lowercase())
+        }
+        Request::AliasAdd { address, targets } => {
+            let alias = store.add_alias(address, targets)?;
+            format!(
+                "Created alias {} -> {}\n",
+                alias.address,
+                alias.targets.join(", ")
+            )
+        }
+        Request::AliasList => {
+            let mut out = String::new();
+            for a in store.aliases()? {
+                let _ = writeln!(out, "{} -> {}", a.address, a.targets.join(", "));
+            }
+            out
+        }
+        Request::AliasDel { address } => {
+            store.delete_alias(address)?;
+            format!("Deleted alias {}\n", address.to_ascii_lowercase())
+        }
+        Request::DomainAdd { name } => {
+            let domain = store.add_domain(name)?;
+            let keys = generate_dkim_keys(store, &domain.name)?;
+            let mut out = format!(
+                "Created domain {} with DKIM selectors {}\nPublish these DNS records:\n",
+                domain.name,
+                keys.join(", ")
+            );
+            out.push_str(&dns_records(store, config, &domain.name)?);
+            out
+        }
+        Request::DomainList => store
+            .domains()?
+            .iter()
+            .map(|d| format!("{}\n", d.name))
+            .collect(),
+        Request::DomainDel { name } => {
+            store.delete_domain(name)?;
+            format!("Deleted domain {}\n", name.to_ascii_lowercase())
+        }
+        Request::DnsRecords { domain } => dns_records(store, config, domain)?,
+        Request::Log { since_ms, limit } => {
+            let since = since_ms.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+            let mut out = String::new();
+            for e in store.events(since, *limit)? {
+                let ip = e
+                    .event
+                    .ip
+                    .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+                let _ = writeln!(
+                    out,
+                    "{} {} {} {} {}",
+                    humantime::format_rfc3339_seconds(e.time),
+                    ip,
+                    e.event.actor,
+                    e.event.action,
+                    e.event.detail
+                );
+            }
+            out
+        }
+    })
+}
+
+/// Generates and stores an Ed25519 and an RSA-2048 key for `domain`, both active.
+/// Returns the selectors.
+pub fn generate_dkim_keys(store: &Store, domain: &str) -> Result<Vec<String>, Refusal> {
+    let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let date: String = date.chars().take(10).filter(char::is_ascii_digit).collect();
+    let existing: Vec<String> = store
+        .dkim_keys(domain)?
+        .into_iter()
+        .map(|k| k.selector)
+        .collect();
+    let mut selectors = Vec::new();
+    for (prefix, algorithm) in [
+        ("ed", dkim::keys::Algorithm::Ed25519),
+        ("rsa", dkim::keys::Algorithm::Rsa2048),
+    ] {
+        let mut selector = format!("{prefix}{date}");
+        let mut n = 1;
+        while existing.contains(&selector) {
+            n += 1;
+            selector = format!("{prefix}{date}n{n}");
+        }
+        let key = dkim::keys::generate(algorithm).map_err(|e| Refusal(e.to_string()))?;
+        store.add_dkim_key(&DkimKey {
+            domain: domain.to_ascii_lowercase(),
+            selector: selector.clone(),
+            algorithm: algorithm.key_type().to_string(),
+            private_key_pem: key.private_key_pem,
+            public_key_b64: key.public_key_b64,
+            active: true,
+            created: SystemTime::now(),
+        })?;
+        selectors.push(selector);
+    }
+    Ok(selectors)
+}
+
+/// The zone-file lines for `domain`.
+pub fn dns_records(store: &Store, config: &Config, domain: &str) -> Result<String, Refusal> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let Some(d) = store.domain(&domain)? else {
+        return Err(Refusal(format!(
+            "{domain} is not a domain of this server (see `postern domain list`)"
+        )));
+    };
+    let dkim = store
+        .dkim_keys(&d.name)?
+        .into_iter()
+        .filter_map(|k| {
+            Some(dkim::records::DkimRecordKey {
+                algorithm: dkim::keys::Algorithm::from_key_type(&k.algorithm)?,
+                selector: k.selector,
+                public_key_b64: k.public_key_b64,
+            })
+        })
+        .collect();
+    let port = |v: &[std::net::SocketAddr]| v.first().map(|a| a.port());
+    let created = d
+        .created
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let setup = dkim::records::DomainSetup {
+        domain: d.name.clone(),
+        hostname: config.hostname.clone(),
+        dkim,
+        ports: dkim::records::ServicePorts {
+            submission: port(&config.submission.listen),
+            submissions: port(&config.submission.listen_tls),
+            imaps: port(&config.imap.listen_tls),
+            imap: port(&config.imap.listen),
+        },
+        mta_sts_id: created.to_string(),
+    };
+    Ok(dkim::records::records(&setup)
+        .iter()
+        .map(|r| format!("{r}\n"))
+        .collect())
+}
+
+/// `1536` -> `1.5 KiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses a size: `0`, `unlimited`, `1048576`, `500K`, `500M`, `2G`, `1T` (binary
+/// multiples; an optional `B`/`iB` suffix).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    if t == "UNLIMITED" {
+        return Ok(0);
+    }
+    let t = t.trim_end_matches("IB").trim_end_matches('B');
+    let (digits, mult) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 0, 500M, 2G)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("unlimited"), Ok(0));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(format_size(1536), "1.5 KiB");
+    }
+}

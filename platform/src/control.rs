@@ -1,0 +1,149 @@
+//! The control socket: while `serve` runs it owns the store (redb allows one process
+//! per file), so the CLI sends its requests here. One JSON request line, one JSON reply
+//! line per connection. The socket is `DATA_DIR/control.sock`, mode 0600, in a data
+//! directory of mode 0700: only the server's user (and root) can use it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Refusal, Request};
+use crate::config::Config;
+
+/// Largest request line accepted (a request is small; a password, some addresses).
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// The socket's path in a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    request: Request,
+    /// Who runs the CLI, for the activity log.
+    actor: String,
+}
+
+/// The reply: the text to print, or why not.
+type Reply = Result<String, Refusal>;
+
+/// Sends `request` to a running server. `Ok(None)`: no server is listening.
+pub fn send(data_dir: &Path, request: &Request, actor: &str) -> Result<Option<Reply>> {
+    let path = socket_path(data_dir);
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", path.display())),
+    };
+    // DKIM key generation for a new domain takes a few seconds on a slow machine.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut line = serde_json::to_string(&Envelope {
+        request: request.clone(),
+        actor: actor.to_string(),
+    })?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .context("writing to the control socket")?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .context("reading from the control socket")?;
+    let reply: Reply = serde_json::from_str(&reply)
+        .context("the server's reply on the control socket is malformed")?;
+    Ok(Some(reply))
+}
+
+/// Binds the control socket, replacing one left by a server that died.
+pub fn bind(data_dir: &Path) -> Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if path.exists() {
+        if UnixStream::connect(&path).is_ok() {
+            anyhow::bail!(
+                "another postern serve is already running on {}",
+                data_dir.display()
+            );
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the control socket until `stop` is cancelled.
+pub async fn serve(
+    listener: UnixListener,
+    config: Arc<Config>,
+    store: Arc<store::Store>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let path = socket_path(&config.data_dir);
+    tracing::info!(path = %path.display(), "control socket listening");
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let config = config.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, config, store).await {
+                tracing::warn!(error = %e, "control request failed");
+            }
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+async fn handle(
+    stream: tokio::net::UnixStream,
+    config: Arc<Config>,
+    store: Arc<store::Store>,
+) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
+    reader.read_until(b'\n', &mut line).await?;
+    let reply: Reply = match serde_json::from_slice::<Envelope>(&line) {
+        Ok(env) => tokio::task::spawn_blocking(move || {
+            admin::execute(&store, &config, &env.request, &env.actor)
+        })
+        .await
+        .unwrap_or_else(|e| Err(Refusal(format!("internal error: {e}")))),
+        Err(e) => Err(Refusal(format!("malformed control request: {e}"))),
+    };
+    let mut out = serde_json::to_vec(&reply)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;

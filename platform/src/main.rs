@@ -1,0 +1,335 @@
+//! `postern`: the all-in-one mail server. Wiring only: the CLI, and which crate does
+//! what.
+#![deny(unsafe_code)]
+
+mod admin;
+mod config;
+mod control;
+mod quickstart;
+mod serve;
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+
+use admin::Request;
+
+/// Postern: a secure-by-default, all-in-one mail server.
+#[derive(Debug, Parser)]
+#[command(name = "postern", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file [default: $POSTERN_CONFIG, else ./postern-data/postern.toml;
+    /// with neither, the built-in defaults]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Set up a new server: data directory, configuration, admin account, DKIM keys,
+    /// self-signed certificate; prints the password and the DNS records to publish.
+    Quickstart {
+        /// The admin's address; its domain becomes the first mail domain.
+        admin_email: String,
+        /// Where to create the data directory.
+        #[arg(long, value_name = "DIR", default_value = "postern-data")]
+        data_dir: PathBuf,
+        /// The server's host name [default: mail.<domain>].
+        #[arg(long, value_name = "HOST")]
+        hostname: Option<String>,
+    },
+    /// Run the server: every configured listener, until SIGTERM or SIGINT.
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage aliases.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Manage mail domains.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// DNS records.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+    /// Show the activity log (logins, administrative changes), oldest first.
+    Log {
+        /// Only entries at or after TIME: RFC 3339 (2026-11-27T10:00:00Z) or a
+        /// duration ago (90m, 2h, 7days).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// At most N entries (the newest).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+    },
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account (with INBOX, Sent, Drafts, Trash, Junk, Archive). Without
+    /// --password-stdin a strong password is generated and printed.
+    Add {
+        /// The account's address; its domain must exist.
+        email: String,
+        /// Read the password from standard input (a trailing newline is stripped).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts with quota and usage.
+    List,
+    /// Change an account's password. Without --password-stdin a strong password is
+    /// generated and printed.
+    Passwd {
+        /// The account's address.
+        email: String,
+        /// Read the password from standard input (a trailing newline is stripped).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account and all its mail.
+    Del {
+        /// The account's address.
+        email: String,
+    },
+    /// Set an account's storage quota.
+    Quota {
+        /// The account's address.
+        email: String,
+        /// The quota: 500M, 2G, a number of bytes, or 0 / unlimited.
+        size: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AliasCommand {
+    /// Create an alias delivering to one or more addresses; `@domain` is a catch-all
+    /// for that domain.
+    Add {
+        /// The alias address (or `@domain`).
+        address: String,
+        /// Where mail to it goes (local or remote addresses).
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// List aliases.
+    List,
+    /// Delete an alias.
+    Del {
+        /// The alias address.
+        address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DomainCommand {
+    /// Add a mail domain and generate its DKIM keys (Ed25519 and RSA-2048); prints
+    /// the DNS records to publish.
+    Add {
+        /// The domain.
+        domain: String,
+    },
+    /// List mail domains.
+    List,
+    /// Delete a mail domain (refused while it has accounts or aliases).
+    Del {
+        /// The domain.
+        domain: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DnsCommand {
+    /// Print the DNS records a domain needs, one per line in zone-file syntax.
+    Records {
+        /// The domain.
+        domain: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the whole configuration file with its defaults and a comment on every key.
+    Defaults,
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("postern: internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postern: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let flag = cli.config.as_deref();
+    match cli.command {
+        Command::Quickstart {
+            admin_email,
+            data_dir,
+            hostname,
+        } => {
+            print!(
+                "{}",
+                quickstart::run(&admin_email, Some(&data_dir), hostname.as_deref())?
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            let config = config::load(flag)?;
+            init_logging();
+            serve::run(config)
+        }
+        Command::Config(ConfigCommand::Defaults) => {
+            print!("{}", config::render(&config::Config::default())?);
+            Ok(())
+        }
+        Command::User(c) => admin_request(flag, user_request(c)?),
+        Command::Alias(c) => admin_request(
+            flag,
+            match c {
+                AliasCommand::Add { address, targets } => Request::AliasAdd { address, targets },
+                AliasCommand::List => Request::AliasList,
+                AliasCommand::Del { address } => Request::AliasDel { address },
+            },
+        ),
+        Command::Domain(c) => admin_request(
+            flag,
+            match c {
+                DomainCommand::Add { domain } => Request::DomainAdd { name: domain },
+                DomainCommand::List => Request::DomainList,
+                DomainCommand::Del { domain } => Request::DomainDel { name: domain },
+            },
+        ),
+        Command::Dns(DnsCommand::Records { domain }) => {
+            admin_request(flag, Request::DnsRecords { domain })
+        }
+        Command::Log { since, limit } => {
+            let since_ms = since.as_deref().map(parse_since).transpose()?;
+            admin_request(flag, Request::Log { since_ms, limit })
+        }
+    }
+}
+
+fn user_request(c: UserCommand) -> Result<Request> {
+    Ok(match c {
+        UserCommand::Add {
+            email,
+            password_stdin,
+        } => Request::UserAdd {
+            email,
+            password: stdin_password(password_stdin)?,
+        },
+        UserCommand::List => Request::UserList,
+        UserCommand::Passwd {
+            email,
+            password_stdin,
+        } => Request::UserPasswd {
+            email,
+            password: stdin_password(password_stdin)?,
+        },
+        UserCommand::Del { email } => Request::UserDel { email },
+        UserCommand::Quota { email, size } => Request::UserQuota {
+            email,
+            bytes: admin::parse_size(&size).map_err(|e| anyhow!(e))?,
+        },
+    })
+}
+
+/// The password from standard input, without its trailing newline.
+fn stdin_password(enabled: bool) -> Result<Option<String>> {
+    if !enabled {
+        return Ok(None);
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (then Enter and Ctrl-D): ");
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut s)
+        .context("reading the password from standard input")?;
+    let s = s
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&s)
+        .to_string();
+    if s.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(Some(s))
+}
+
+fn parse_since(s: &str) -> Result<u64> {
+    let time = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(s).map_err(|_| {
+                anyhow!("--since {s:?}: give a time (2026-11-27T10:00:00Z) or a duration ago (2h)")
+            })?;
+            SystemTime::now()
+                .checked_sub(ago)
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        }
+    };
+    Ok(time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64)
+}
+
+/// Runs an administrative request: through the running server's control socket, or
+/// directly on the store when no server runs.
+fn admin_request(flag: Option<&Path>, request: Request) -> Result<()> {
+    let config = config::load(flag)?;
+    let actor = format!("cli:{}", current_user());
+    let text = match control::send(&config.data_dir, &request, &actor)? {
+        Some(reply) => reply.map_err(|r| anyhow!(r.0))?,
+        None => {
+            if !config.data_dir.exists() {
+                bail!(
+                    "no data directory at {}: run `postern quickstart ADMIN_EMAIL` first, or point --config at your configuration",
+                    config.data_dir.display()
+                );
+            }
+            let store = store::Store::open(&config.data_dir)?;
+            admin::execute(&store, &config, &request, &actor).map_err(|r| anyhow!(r.0))?
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn current_user() -> String {
+    let uid = nix::unistd::Uid::current();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

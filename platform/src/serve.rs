@@ -1,0 +1,230 @@
+//! `postern serve`: bind every listener, drop privileges, open the store, run the
+//! protocols on the network driver and the control socket, reload certificates on
+//! SIGHUP and shut down gracefully on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use common::net::{self, Driver, TlsMode};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Mx,
+    Submission,
+    Imap,
+    ManageSieve,
+}
+
+struct Planned {
+    name: &'static str,
+    service: Service,
+    mode: TlsMode,
+    addrs: Vec<SocketAddr>,
+}
+
+fn plan(config: &Config) -> Vec<Planned> {
+    let p = |name, service, mode, addrs: &Vec<SocketAddr>| Planned {
+        name,
+        service,
+        mode,
+        addrs: addrs.clone(),
+    };
+    vec![
+        p("smtp", Service::Mx, TlsMode::StartTls, &config.smtp.listen),
+        p(
+            "submission",
+            Service::Submission,
+            TlsMode::StartTls,
+            &config.submission.listen,
+        ),
+        p(
+            "submissions",
+            Service::Submission,
+            TlsMode::Implicit,
+            &config.submission.listen_tls,
+        ),
+        p(
+            "imaps",
+            Service::Imap,
+            TlsMode::Implicit,
+            &config.imap.listen_tls,
+        ),
+        p(
+            "imap",
+            Service::Imap,
+            TlsMode::StartTls,
+            &config.imap.listen,
+        ),
+        p(
+            "managesieve",
+            Service::ManageSieve,
+            TlsMode::StartTls,
+            &config.managesieve.listen,
+        ),
+    ]
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    common::install_crypto_provider();
+    ensure_data_dir(&config.data_dir)?;
+    let tls = load_tls(&config)?;
+
+    let mut bound = Vec::new();
+    for planned in plan(&config) {
+        for addr in &planned.addrs {
+            let listener = net::bind(*addr)
+                .with_context(|| format!("cannot listen on {addr} for {}", planned.name))?;
+            bound.push((planned.name, planned.service, planned.mode, *addr, listener));
+        }
+    }
+    if !config.server.run_as.is_empty() {
+        drop_privileges(&config.server.run_as)?;
+    }
+
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || store::Store::open(&data_dir))
+        .await?
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+    // Bodies written before a crash whose index commit never happened.
+    let sweeper = store.clone();
+    match tokio::task::spawn_blocking(move || sweeper.sweep_orphan_blobs()).await? {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed message bodies left by an interrupted write"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep orphaned message bodies"),
+    }
+    let auth = Arc::new(store::login::Authenticator::new(
+        store.clone(),
+        &config.auth,
+    ));
+
+    let driver = Driver::new(&config.net, Some(tls.clone()));
+    let mx = Arc::new(smtp::session::Smtp::new(
+        &config.hostname,
+        smtp::session::Mode::Mx,
+    ));
+    let submission = Arc::new(smtp::session::Smtp::new(
+        &config.hostname,
+        smtp::session::Mode::Submission,
+    ));
+    let imap = Arc::new(imap::session::Imap::new(auth.clone()));
+    let managesieve = Arc::new(sieve::managesieve::ManageSieve);
+    for (name, service, mode, addr, listener) in bound {
+        match service {
+            Service::Mx => driver.serve(listener, name, mode, mx.clone()),
+            Service::Submission => driver.serve(listener, name, mode, submission.clone()),
+            Service::Imap => driver.serve(listener, name, mode, imap.clone()),
+            Service::ManageSieve => driver.serve(listener, name, mode, managesieve.clone()),
+        }
+        .with_context(|| format!("cannot serve {name} on {addr}"))?;
+        let tls = match mode {
+            TlsMode::Implicit => "implicit TLS",
+            TlsMode::StartTls => "STARTTLS",
+            TlsMode::Plain => "plaintext",
+        };
+        tracing::info!("listening: {name} on {addr} ({tls})");
+    }
+
+    let config = Arc::new(config);
+    let stop_control = CancellationToken::new();
+    let control_socket = crate::control::bind(&config.data_dir)?;
+    let mut control = tokio::spawn(crate::control::serve(
+        control_socket,
+        config.clone(),
+        store.clone(),
+        stop_control.clone(),
+    ));
+
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tracing::info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), "postern is running");
+    let control_ended = loop {
+        tokio::select! {
+            _ = hup.recv() => match tls.reload() {
+                Ok(n) => tracing::info!(certificates = n, "SIGHUP: certificates reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: certificate reload failed, keeping the old ones"),
+            },
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            ended = &mut control => break Some(ended),
+        }
+    };
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        open_sessions = driver.shutdown().open_sessions(),
+        "shutting down"
+    );
+    driver.shutdown().run(grace).await;
+    stop_control.cancel();
+    let ended = match control_ended {
+        Some(ended) => ended,
+        None => control.await,
+    };
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.context("control socket")),
+        Err(e) => bail!("control socket task failed: {e}"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn ensure_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Loads the certificates; with the default paths and no certificate yet, makes a
+/// self-signed one for the host name so that a server with no configuration runs.
+fn load_tls(config: &Config) -> Result<common::tls::Tls> {
+    let tls_dir = config.data_dir.join("tls");
+    if config.tls.cert.as_os_str().is_empty() && !tls_dir.join("cert.pem").exists() {
+        tracing::warn!(dir = %tls_dir.display(), "no certificate: generating a self-signed one for {}", config.hostname);
+        common::tls::write_self_signed(&tls_dir, std::slice::from_ref(&config.hostname))?;
+    }
+    common::tls::Tls::load(&config.tls, &config.data_dir).context("loading the TLS certificate")
+}
+
+fn drop_privileges(user: &str) -> Result<()> {
+    use nix::unistd::{Uid, User, setgid, setgroups, setuid};
+    let Some(u) = User::from_name(user).with_context(|| format!("looking up user {user}"))? else {
+        bail!("key `server.run_as`: no user named {user:?}");
+    };
+    if !Uid::effective().is_root() {
+        if Uid::effective() == u.uid {
+            return Ok(());
+        }
+        bail!("key `server.run_as`: switching to {user:?} needs root");
+    }
+    setgroups(&[u.gid]).context("setgroups")?;
+    setgid(u.gid).context("setgid")?;
+    setuid(u.uid).context("setuid")?;
+    tracing::info!(user, "dropped privileges");
+    Ok(())
+}
