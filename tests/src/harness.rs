@@ -1,0 +1,412 @@
+//! Runs the real `postern` binary: built once with `$CARGO build --bin postern`,
+//! started on free loopback ports with a temporary data directory and a configuration
+//! written here, driven over sockets and through its CLI.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The `postern` binary, built on first use.
+pub fn postern_bin() -> Result<&'static Path> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(|e| anyhow::anyhow!("building postern failed: {e}"))
+}
+
+fn build() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "platform",
+            "--bin",
+            "postern",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build --bin postern failed");
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == "postern"
+            && let Some(exe) = msg["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    bail!("cargo build did not report the postern executable")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: another process could take it
+/// in between, which on a test machine does not happen in practice).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs `postern ARGS` with `stdin` and returns its output.
+pub fn postern(args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    use std::io::Write;
+    let mut child = Command::new(postern_bin()?)
+        .args(args)
+        .env_remove("POSTERN_CONFIG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning postern")?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Loopback addresses of one server's listeners.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// SMTP MX.
+    pub smtp: SocketAddr,
+    /// Submission, STARTTLS.
+    pub submission: SocketAddr,
+    /// Submission, implicit TLS.
+    pub submissions: SocketAddr,
+    /// IMAPS.
+    pub imaps: SocketAddr,
+    /// ManageSieve.
+    pub managesieve: SocketAddr,
+}
+
+impl Ports {
+    fn new() -> Result<Ports> {
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        Ok(Ports {
+            smtp: a(free_port()?),
+            submission: a(free_port()?),
+            submissions: a(free_port()?),
+            imaps: a(free_port()?),
+            managesieve: a(free_port()?),
+        })
+    }
+}
+
+/// A data directory made by `postern quickstart`, with a loopback configuration.
+#[derive(Debug)]
+pub struct Setup {
+    /// Holds everything; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The configuration file the tests use.
+    pub config: PathBuf,
+    /// The listeners.
+    pub ports: Ports,
+    /// The admin's address.
+    pub admin: String,
+    /// The admin's generated password.
+    pub password: String,
+    /// What quickstart printed.
+    pub quickstart_output: String,
+}
+
+impl Setup {
+    /// Runs quickstart for `admin` (domain example.test by convention), then writes a
+    /// configuration on loopback ports with `extra` TOML appended to it.
+    pub fn quickstart(admin: &str, extra: &str) -> Result<Setup> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        let out = postern(
+            &[
+                "quickstart",
+                admin,
+                "--data-dir",
+                &data_dir.to_string_lossy(),
+                "--hostname",
+                "mail.example.test",
+            ],
+            None,
+        )?;
+        if !out.status.success() {
+            bail!(
+                "quickstart failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8(out.stdout)?;
+        let password = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Password: "))
+            .context("quickstart printed no password")?
+            .to_string();
+        let ports = Ports::new()?;
+        let config = dir.path().join("test.toml");
+        let mut setup = Setup {
+            dir,
+            data_dir,
+            config,
+            ports,
+            admin: admin.to_string(),
+            password,
+            quickstart_output: text,
+        };
+        setup.write_config(extra)?;
+        Ok(setup)
+    }
+
+    /// (Re)writes the test configuration with `extra` appended.
+    pub fn write_config(&mut self, extra: &str) -> Result<()> {
+        let p = &self.ports;
+        let text = format!(
+            r#"hostname = "mail.example.test"
+data_dir = "{data}"
+
+[server]
+shutdown_grace_seconds = 2
+
+[smtp]
+listen = ["{smtp}"]
+
+[submission]
+listen = ["{submission}"]
+listen_tls = ["{submissions}"]
+
+[imap]
+listen_tls = ["{imaps}"]
+
+[managesieve]
+listen = ["{managesieve}"]
+
+[dns]
+nameservers = ["127.0.0.1:9"]
+timeout_seconds = 1
+{extra}
+"#,
+            data = self.data_dir.display(),
+            smtp = p.smtp,
+            submission = p.submission,
+            submissions = p.submissions,
+            imaps = p.imaps,
+            managesieve = p.managesieve,
+        );
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
+    /// Runs `postern --config <test config> ARGS`.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let config = self.config.to_string_lossy().into_owned();
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        postern(&all, stdin)
+    }
+
+    /// Like [`Setup::cli`], failing unless the command succeeds; returns stdout.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let out = self.cli(args, stdin)?;
+        if !out.status.success() {
+            bail!(
+                "postern {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Starts `postern serve` and waits until it is running.
+    pub fn serve(&self) -> Result<Server> {
+        Server::start(&self.config)
+    }
+}
+
+/// A running `postern serve`.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `postern serve --config CONFIG`; returns once it logs that it runs.
+    pub fn start(config: &Path) -> Result<Server> {
+        let mut child = Command::new(postern_bin()?)
+            .args(["serve", "--config", &config.to_string_lossy()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning postern serve")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().context("no stderr")?;
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            log,
+        };
+        server.wait_for_log("postern is running", Duration::from_secs(30))?;
+        Ok(server)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until the log contains `needle`; fails if the server exits first.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                std::thread::sleep(Duration::from_millis(100));
+                bail!(
+                    "postern serve exited ({status}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "postern serve did not log {needle:?} within {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = self.pid().context("server already reaped")?;
+        kill(Pid::from_raw(i32::try_from(pid)?), signal)?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for the exit status.
+    pub fn stop(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        self.wait(timeout)
+    }
+
+    /// Waits for the server to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().context("server already reaped")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "postern serve did not exit within {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Makes sure `program` is on PATH, installing Debian `package` if it is missing.
+/// Fails loudly (never skips) when that is not possible.
+pub fn ensure_tool(program: &str, package: &str) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = which(program) {
+        return Ok(p);
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                package,
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    if !matches!(install(), Ok(s) if s.success()) {
+        let updated = Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300", "update"])
+            .status();
+        if !matches!(updated, Ok(s) if s.success()) {
+            bail!("{program} is missing and `apt-get update` failed: {updated:?}");
+        }
+        let status = install();
+        if !matches!(status, Ok(s) if s.success()) {
+            bail!("{program} is missing and installing {package} failed: {status:?}");
+        }
+    }
+    which(program).with_context(|| format!("{package} installed but {program} is not on PATH"))
+}
+
+/// `program`'s path on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Runs `python3 -c SCRIPT ARGS...` and returns its output.
+pub fn python(script: &str, args: &[&str]) -> Result<Output> {
+    let python = ensure_tool("python3", "python3")?;
+    Ok(Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}

@@ -1,0 +1,5 @@
+//! The black-box test harness: the real binary, a loopback DNS server, and helpers
+//! for other people's clients.
+#![forbid(unsafe_code)]
+pub mod dns;
+pub mod harness;
