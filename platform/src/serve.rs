@@ -107,7 +107,10 @@ async fn serve(config: Config) -> Result<()> {
     let sweeper = store.clone();
     match tokio::task::spawn_blocking(move || sweeper.sweep_orphan_blobs()).await? {
         Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed message bodies left by an interrupted write"),
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed message bodies left by an interrupted write"
+        ),
         Err(e) => tracing::warn!(error = %e, "could not sweep orphaned message bodies"),
     }
     let auth = Arc::new(store::login::Authenticator::new(
