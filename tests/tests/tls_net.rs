@@ -1,0 +1,184 @@
+//! TLS and connection handling of the running server: SIGHUP certificate reload without
+//! dropping connections, SNI, per-IP connection caps with the protocol's reply.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tests::harness::{Setup, python};
+
+const ADMIN: &str = "admin@example.test";
+
+/// Prints the SHA-256 of the certificate served for each SNI name given ("-": none),
+/// then, if asked, holds one connection across a pause file and checks it still works.
+const PROBE: &str = r#"
+import hashlib, socket, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for name in sys.argv[2:]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=None if name == "-" else name) as t:
+            print(hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest())
+"#;
+
+fn served(port: u16, names: &[&str]) -> Vec<String> {
+    let mut args = vec![port.to_string()];
+    args.extend(names.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = python(PROBE, &args).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn file_fingerprint(pem_path: &std::path::Path) -> String {
+    let script = "import hashlib, ssl, sys; print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(sys.argv[1]).read())).hexdigest())";
+    let out = python(script, &[&pem_path.to_string_lossy()]).unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn sighup_reloads_certificates_keeps_connections_and_sni_picks_the_pair() {
+    let setup = Setup::quickstart(ADMIN, "").unwrap();
+    let other = Setup::quickstart("admin@other.test", "").unwrap();
+    let mut server = setup.serve().unwrap();
+    let port = setup.ports.imaps.port();
+    let tls = setup.data_dir.join("tls");
+    let first = file_fingerprint(&tls.join("cert.pem"));
+    assert_eq!(served(port, &["-"]), [first.clone()]);
+
+    // A client connected before the reload keeps working after it.
+    let held = r#"
+import imaplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+time.sleep(float(sys.argv[2]))
+print(m.noop()[0])
+"#;
+    let port_s = port.to_string();
+    let client = std::thread::spawn(move || python(held, &[&port_s, "2.5"]).unwrap());
+    std::thread::sleep(Duration::from_millis(700));
+
+    // New default pair, and an SNI pair for another name.
+    let other_tls = other.data_dir.join("tls");
+    std::fs::copy(other_tls.join("cert.pem"), tls.join("cert.pem")).unwrap();
+    std::fs::copy(other_tls.join("key.pem"), tls.join("key.pem")).unwrap();
+    let second = file_fingerprint(&tls.join("cert.pem"));
+    assert_ne!(first, second);
+    std::fs::create_dir_all(tls.join("sni")).unwrap();
+    let third = Setup::quickstart("admin@third.test", "").unwrap();
+    let third_tls = third.data_dir.join("tls");
+    std::fs::copy(
+        third_tls.join("cert.pem"),
+        tls.join("sni/my.third.test.pem"),
+    )
+    .unwrap();
+    std::fs::copy(third_tls.join("key.pem"), tls.join("sni/my.third.test.key")).unwrap();
+    let sni = file_fingerprint(&tls.join("sni/my.third.test.pem"));
+
+    server.signal(Signal::SIGHUP).unwrap();
+    server
+        .wait_for_log("certificates reloaded", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(
+        served(
+            port,
+            &[
+                "-",
+                "unknown.example.test",
+                "my.third.test",
+                "MY.THIRD.TEST"
+            ]
+        ),
+        [second.clone(), second.clone(), sni.clone(), sni]
+    );
+    let held = client.join().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&held.stdout).trim(),
+        "OK",
+        "{}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+
+    // A broken file on reload: the error is logged and the old certificates stay.
+    std::fs::write(tls.join("cert.pem"), "not a certificate").unwrap();
+    server.signal(Signal::SIGHUP).unwrap();
+    server
+        .wait_for_log("certificate reload failed", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(served(port, &["-"]), [second]);
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_client_over_its_connection_cap_is_told_to_try_later() {
+    let setup = Setup::quickstart(ADMIN, "[net]\nconnections_per_ip = 2\n").unwrap();
+    let mut server = setup.serve().unwrap();
+    let script = r#"
+import smtplib, socket, ssl, sys
+smtp_port, imaps_port = int(sys.argv[1]), int(sys.argv[2])
+held = [socket.create_connection(("127.0.0.1", smtp_port)) for _ in range(2)]
+for s in held:
+    print("held:", s.recv(200).decode().strip())
+try:
+    smtplib.SMTP("127.0.0.1", smtp_port, timeout=5)
+    print("third: accepted")
+except smtplib.SMTPConnectError as e:
+    print("third:", e.smtp_code, e.smtp_error.decode())
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", imaps_port)), server_hostname="x") as t:
+    print("imaps:", t.recv(200).decode().strip())
+held[0].close()
+import time; time.sleep(0.3)
+s = smtplib.SMTP("127.0.0.1", smtp_port, timeout=5)
+print("after release:", s.noop()[0])
+s.quit()
+"#;
+    let out = python(
+        script,
+        &[
+            &setup.ports.smtp.port().to_string(),
+            &setup.ports.imaps.port().to_string(),
+        ],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("held: 220 mail.example.test ESMTP Postern"),
+        "{text}"
+    );
+    assert!(
+        text.contains("third: 421 4.7.0 Too many connections from your address, try again later"),
+        "{text}"
+    );
+    assert!(
+        text.contains("imaps: * BYE [UNAVAILABLE] Too many connections"),
+        "{text}"
+    );
+    assert!(text.contains("after release: 250"), "{text}");
+    let log = server.log();
+    assert_eq!(
+        log.matches("client over its connection cap").count(),
+        1,
+        "logged once per IP per minute:\n{log}"
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
