@@ -166,7 +166,18 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("postern: internal error: {info}");
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("postern: {}", one_line_usage_error(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -174,6 +185,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap's usage error on one line: the message without the usage block, and where to
+/// look for help.
+fn one_line_usage_error(rendered: &str) -> String {
+    let message = rendered.split("\n\nUsage:").next().unwrap_or(rendered);
+    let message = message.trim().trim_start_matches("error: ");
+    let words: Vec<&str> = message.split_whitespace().collect();
+    format!("{} (see --help)", words.join(" "))
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -392,6 +392,34 @@ pub fn ensure_tool(program: &str, package: &str) -> Result<PathBuf> {
     which(program).with_context(|| format!("{package} installed but {program} is not on PATH"))
 }
 
+/// Makes sure Debian `package` is installed (for libraries a tool needs, such as
+/// swaks' TLS modules), installing it if not. Fails loudly when that is not possible.
+pub fn ensure_package(package: &str) -> Result<()> {
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    let status = Command::new("apt-get")
+        .args([
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            package,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        bail!("{package} is missing and could not be installed: {status:?}");
+    }
+    Ok(())
+}
+
 /// `program`'s path on PATH.
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

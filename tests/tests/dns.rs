@@ -12,49 +12,11 @@ use tests::dns::{TestDns, Zone, standard_zones};
 fn dig_path() -> &'static str {
     static DIG: OnceLock<String> = OnceLock::new();
     DIG.get_or_init(|| {
-        if let Some(path) = which("dig") {
-            return path;
-        }
-        let install = || {
-            Command::new("apt-get")
-                .args([
-                    "-o",
-                    "DPkg::Lock::Timeout=300",
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    "bind9-dnsutils",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-        };
-        let mut ok = matches!(install(), Ok(s) if s.success());
-        if !ok {
-            // Package lists may be missing or stale.
-            let updated = Command::new("apt-get")
-                .args(["-o", "DPkg::Lock::Timeout=300", "update"])
-                .status();
-            assert!(
-                matches!(updated, Ok(s) if s.success()),
-                "dig is missing and `apt-get update` failed: {updated:?}"
-            );
-            let status = install();
-            ok = matches!(status, Ok(s) if s.success());
-            assert!(
-                ok,
-                "dig is missing and installing bind9-dnsutils failed: {status:?}"
-            );
-        }
-        which("dig").expect("bind9-dnsutils installed but `dig` is still not on PATH")
+        tests::harness::ensure_tool("dig", "bind9-dnsutils")
+            .expect("dig is needed")
+            .to_string_lossy()
+            .into_owned()
     })
-}
-
-fn which(program: &str) -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-        .map(|p| p.to_string_lossy().into_owned())
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -429,3 +429,133 @@ fn config_defaults_documents_every_key() {
         "{text}"
     );
 }
+
+#[test]
+fn usage_errors_are_one_line_and_help_works_everywhere() {
+    let out = postern(&["user", "add"], None).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("<EMAIL>"), "{err}");
+    for cmd in [
+        &["--help"][..],
+        &["quickstart", "--help"],
+        &["serve", "--help"],
+        &["user", "--help"],
+        &["user", "add", "--help"],
+        &["user", "quota", "--help"],
+        &["alias", "add", "--help"],
+        &["domain", "del", "--help"],
+        &["dns", "records", "--help"],
+        &["log", "--help"],
+        &["config", "defaults", "--help"],
+    ] {
+        let out = postern(cmd, None).unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: postern"),
+            "{cmd:?}"
+        );
+    }
+}
+
+#[test]
+fn swaks_gets_starttls_on_the_mx_port() {
+    let swaks = tests::harness::ensure_tool("swaks", "swaks").unwrap();
+    // swaks' --tls needs these Perl modules (recommended, so not pulled in by
+    // --no-install-recommends).
+    tests::harness::ensure_package("libnet-ssleay-perl").unwrap();
+    tests::harness::ensure_package("libio-socket-ssl-perl").unwrap();
+    let setup = Setup::quickstart(ADMIN, "").unwrap();
+    let mut server = setup.serve().unwrap();
+    let out = std::process::Command::new(swaks)
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &setup.ports.smtp.port().to_string(),
+        ])
+        .args([
+            "--tls",
+            "--quit-after",
+            "EHLO",
+            "--to",
+            ADMIN,
+            "--from",
+            "someone@elsewhere.test",
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "swaks rc {:?}:\n{text}",
+        out.status.code()
+    );
+    assert!(
+        text.contains("<-  220 2.0.0 Ready to start TLS")
+            && text.contains("<~  250 ENHANCEDSTATUSCODES"),
+        "{text}"
+    );
+    assert!(
+        text.contains("=== TLS started with cipher TLSv1.3")
+            || text.contains("=== TLS started with cipher TLSv1.2"),
+        "{text}"
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn serve_drops_privileges_to_run_as() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root, as CI has: it checks the switch to another user"
+    );
+    let setup = Setup::quickstart(ADMIN, "").unwrap();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    // The temporary directory is 0700 root: let nobody through to its data directory.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("chown")
+        .args([
+            "-R",
+            &format!("{}:{}", nobody.uid, nobody.gid),
+            &setup.data_dir.to_string_lossy(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("[server]\n", "[server]\nrun_as = \"nobody\"\n");
+    std::fs::write(&setup.config, text).unwrap();
+    let mut server = setup.serve().unwrap();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.pid().unwrap())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == nobody.uid.to_string()),
+        "{uid_line}"
+    );
+    // The CLI (root) still reaches the server through its control socket.
+    assert!(
+        setup
+            .cli_ok(&["user", "list"], None)
+            .unwrap()
+            .contains(ADMIN)
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
