@@ -134,6 +134,11 @@ pub trait Protocol: Send + Sync + 'static {
     fn busy(&self) -> &'static [u8];
     /// How long a client may stay silent.
     fn idle_timeout(&self) -> Duration;
+    /// How long the session may take to answer one input (its DNS, store and milter
+    /// work included) before the connection is closed with [`Session::timed_out`].
+    fn command_timeout(&self) -> Duration {
+        Duration::from_secs(10 * 60)
+    }
 }
 
 /// Binds a listening socket. `[::]` accepts IPv4 too (dual stack).
@@ -353,6 +358,7 @@ impl Driver {
         let mut session = protocol.open(&info);
         write_all(&mut stream, &session.greeting()).await?;
         let idle = protocol.idle_timeout();
+        let command_timeout = protocol.command_timeout();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let read = tokio::select! {
@@ -372,7 +378,15 @@ impl Driver {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(e),
             };
-            let out = session.receive(&buf[..n]).await;
+            let out = match tokio::time::timeout(command_timeout, session.receive(&buf[..n])).await
+            {
+                Ok(out) => out,
+                Err(_) => {
+                    tracing::warn!(listener = info.listener, peer = %info.peer, "a command took too long: closing");
+                    let _ = write_all(&mut stream, &session.timed_out()).await;
+                    break;
+                }
+            };
             write_all(&mut stream, &out.reply).await?;
             match out.action {
                 Action::Continue => {}

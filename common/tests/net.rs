@@ -12,6 +12,8 @@ struct Toy {
     idle: Duration,
 }
 
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(300);
+
 struct ToySession {
     buf: Vec<u8>,
     tls: bool,
@@ -30,6 +32,9 @@ impl Protocol for Toy {
     }
     fn idle_timeout(&self) -> Duration {
         self.idle
+    }
+    fn command_timeout(&self) -> Duration {
+        COMMAND_TIMEOUT
     }
 }
 
@@ -57,6 +62,10 @@ impl Session for ToySession {
                     };
                 }
                 b"QUIT" => return Output::close([reply, b"BYE\r\n".to_vec()].concat()),
+                b"SLOW" => {
+                    tokio::time::sleep(COMMAND_TIMEOUT * 10).await;
+                    reply.extend_from_slice(b"DONE\r\n");
+                }
                 _ => reply.extend_from_slice(b"WHAT\r\n"),
             }
         }
@@ -242,4 +251,19 @@ async fn starttls_upgrades_and_drops_pipelined_plaintext() {
         "PONG TLS\r\n",
         "the injected PING was not answered"
     );
+}
+
+#[tokio::test]
+async fn a_command_that_takes_too_long_closes_the_connection() {
+    let (_d, addr) = start(
+        net::Config::default(),
+        TlsMode::Plain,
+        Duration::from_secs(30),
+        None,
+    );
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    c.get_mut().write_all(b"SLOW\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "TIMEOUT\r\n");
+    assert_eq!(line(&mut c).await, "");
 }
