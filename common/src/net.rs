@@ -161,6 +161,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub struct Shutdown {
     stop_accepting: CancellationToken,
     close_sessions: CancellationToken,
+    listeners: TaskTracker,
     sessions: TaskTracker,
 }
 
@@ -169,6 +170,8 @@ impl Shutdown {
     /// `grace` for sessions that do not end when told.
     pub async fn run(&self, grace: Duration) {
         self.stop_accepting.cancel();
+        self.listeners.close();
+        self.listeners.wait().await;
         self.sessions.close();
         if tokio::time::timeout(grace, self.sessions.wait())
             .await
@@ -238,7 +241,7 @@ impl Driver {
         }
         let listener = TcpListener::from_std(listener)?;
         let driver = self.clone();
-        self.shutdown.sessions.spawn(async move {
+        self.shutdown.listeners.spawn(async move {
             driver.accept_loop(listener, name, mode, protocol).await;
         });
         Ok(())
@@ -266,7 +269,11 @@ impl Driver {
                     continue;
                 }
             };
+            // On a dual-stack `[::]` listener IPv4 clients arrive as ::ffff:a.b.c.d: use
+            // the IPv4 form, so caps, logs and network lists see one address per client.
+            let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
             let local = stream.local_addr().unwrap_or(peer);
+            let local = SocketAddr::new(local.ip().to_canonical(), local.port());
             let _ = stream.set_nodelay(true);
             let info = ConnInfo {
                 peer,

@@ -17,6 +17,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(300);
 struct ToySession {
     buf: Vec<u8>,
     tls: bool,
+    peer: std::net::IpAddr,
 }
 
 impl Protocol for Toy {
@@ -25,6 +26,7 @@ impl Protocol for Toy {
         ToySession {
             buf: Vec::new(),
             tls: info.tls,
+            peer: info.peer.ip(),
         }
     }
     fn busy(&self) -> &'static [u8] {
@@ -62,6 +64,7 @@ impl Session for ToySession {
                     };
                 }
                 b"QUIT" => return Output::close([reply, b"BYE\r\n".to_vec()].concat()),
+                b"WHO" => reply.extend_from_slice(format!("{}\r\n", self.peer).as_bytes()),
                 b"SLOW" => {
                     tokio::time::sleep(COMMAND_TIMEOUT * 10).await;
                     reply.extend_from_slice(b"DONE\r\n");
@@ -266,4 +269,30 @@ async fn a_command_that_takes_too_long_closes_the_connection() {
     c.get_mut().write_all(b"SLOW\r\n").await.unwrap();
     assert_eq!(line(&mut c).await, "TIMEOUT\r\n");
     assert_eq!(line(&mut c).await, "");
+}
+
+#[tokio::test]
+async fn ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4() {
+    // [::] with v6only off accepts 127.0.0.1; sessions, caps and logs see 127.0.0.1,
+    // not ::ffff:127.0.0.1.
+    let listener = match net::bind("[::]:0".parse().unwrap()) {
+        Ok(l) => l,
+        Err(e) => panic!("binding [::]:0 failed (no IPv6 on this machine?): {e}"),
+    };
+    let port = listener.local_addr().unwrap().port();
+    let driver = Driver::new(&net::Config::default(), None);
+    driver
+        .serve(
+            listener,
+            "toy",
+            TlsMode::Plain,
+            Arc::new(Toy {
+                idle: Duration::from_secs(30),
+            }),
+        )
+        .unwrap();
+    let mut c = BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    c.get_mut().write_all(b"WHO\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "127.0.0.1\r\n");
 }

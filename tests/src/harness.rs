@@ -359,36 +359,10 @@ impl Drop for Server {
 /// Makes sure `program` is on PATH, installing Debian `package` if it is missing.
 /// Fails loudly (never skips) when that is not possible.
 pub fn ensure_tool(program: &str, package: &str) -> Result<PathBuf> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = which(program) {
         return Ok(p);
     }
-    let install = || {
-        Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=300",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                package,
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-    };
-    if !matches!(install(), Ok(s) if s.success()) {
-        let updated = Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=300", "update"])
-            .status();
-        if !matches!(updated, Ok(s) if s.success()) {
-            bail!("{program} is missing and `apt-get update` failed: {updated:?}");
-        }
-        let status = install();
-        if !matches!(status, Ok(s) if s.success()) {
-            bail!("{program} is missing and installing {package} failed: {status:?}");
-        }
-    }
+    apt_install(package).with_context(|| format!("{program} is missing"))?;
     which(program).with_context(|| format!("{package} installed but {program} is not on PATH"))
 }
 
@@ -401,21 +375,35 @@ pub fn ensure_package(package: &str) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
         .unwrap_or(false);
     if installed {
+        Ok(())
+    } else {
+        apt_install(package)
+    }
+}
+
+/// `apt-get install` one package (refreshing the package lists once if needed), one
+/// install at a time.
+fn apt_install(package: &str) -> Result<()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    let install = || apt(&["install", "-y", "--no-install-recommends", package]);
+    if matches!(install(), Ok(s) if s.success()) {
         return Ok(());
     }
-    let status = Command::new("apt-get")
-        .args([
-            "-o",
-            "DPkg::Lock::Timeout=300",
-            "install",
-            "-y",
-            "--no-install-recommends",
-            package,
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
+    let updated = apt(&["update"]);
+    if !matches!(updated, Ok(s) if s.success()) {
+        bail!("`apt-get update` failed: {updated:?}");
+    }
+    let status = install();
     if !matches!(status, Ok(s) if s.success()) {
-        bail!("{package} is missing and could not be installed: {status:?}");
+        bail!("installing {package} failed: {status:?}");
     }
     Ok(())
 }
