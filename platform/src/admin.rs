@@ -48,6 +48,17 @@ pub enum Request {
     DnsRecords { domain: String },
     /// The activity log: entries at or after `since_ms` (Unix ms), the newest `limit`.
     Log { since_ms: Option<u64>, limit: usize },
+    /// The messages of an account's mailbox (default INBOX).
+    MailList {
+        email: String,
+        mailbox: Option<String>,
+    },
+    /// One raw message.
+    MailShow {
+        email: String,
+        uid: u32,
+        mailbox: Option<String>,
+    },
 }
 
 impl Request {
@@ -68,7 +79,9 @@ impl Request {
             | Request::AliasList
             | Request::DomainList
             | Request::DnsRecords { .. }
-            | Request::Log { .. } => {
+            | Request::Log { .. }
+            | Request::MailList { .. }
+            | Request::MailShow { .. } => {
                 return None;
             }
         })
@@ -217,6 +230,25 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             format!("Deleted domain {}\n", name.to_ascii_lowercase())
         }
         Request::DnsRecords { domain } => dns_records(store, config, domain)?,
+        Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
+        Request::MailShow {
+            email,
+            uid,
+            mailbox,
+        } => {
+            let mailbox = find_mailbox(store, email, mailbox.as_deref())?;
+            let Some(meta) = store
+                .messages(mailbox.id)?
+                .into_iter()
+                .find(|m| m.uid == *uid)
+            else {
+                return Err(Refusal(format!(
+                    "no message with UID {uid} in {}",
+                    mailbox.name
+                )));
+            };
+            String::from_utf8_lossy(&store.read_body(&meta)?).into_owned()
+        }
         Request::Log { since_ms, limit } => {
             let since = since_ms.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
             let mut out = String::new();
@@ -238,6 +270,49 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             out
         }
     })
+}
+
+fn find_mailbox(store: &Store, email: &str, name: Option<&str>) -> Result<store::Mailbox, Refusal> {
+    let Some(account) = store.account(email)? else {
+        return Err(Refusal(format!(
+            "no account {}",
+            email.to_ascii_lowercase()
+        )));
+    };
+    let name = name.unwrap_or("INBOX");
+    store
+        .mailbox(account.id, name)?
+        .ok_or_else(|| Refusal(format!("{} has no mailbox {name:?}", account.email)))
+}
+
+/// One line per message: UID, internal date, size, From and Subject.
+fn mail_list(store: &Store, email: &str, name: Option<&str>) -> Result<String, Refusal> {
+    let mailbox = find_mailbox(store, email, name)?;
+    let mut out = String::new();
+    for meta in store.messages(mailbox.id)? {
+        let body = store.read_body(&meta)?;
+        let parsed = mail_parser::MessageParser::default().parse_headers(&body[..]);
+        let from = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or("-")
+            .to_string();
+        let subject = parsed
+            .as_ref()
+            .and_then(|m| m.subject())
+            .unwrap_or("")
+            .to_string();
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{from}\t{subject}",
+            meta.uid,
+            humantime::format_rfc3339_seconds(meta.internal_date),
+            format_size(meta.size),
+        );
+    }
+    Ok(out)
 }
 
 /// Generates and stores an Ed25519 and an RSA-2048 key for `domain`, both active.

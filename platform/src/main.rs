@@ -68,9 +68,34 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 100)]
         limit: usize,
     },
+    /// Inspect mailboxes.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// List the messages of a mailbox: UID, date, size, from, subject.
+    List {
+        /// The account's address.
+        email: String,
+        /// The mailbox [default: INBOX].
+        #[arg(long, value_name = "M")]
+        mailbox: Option<String>,
+    },
+    /// Print one message, raw.
+    Show {
+        /// The account's address.
+        email: String,
+        /// The message's UID (see `mail list`).
+        uid: u32,
+        /// The mailbox [default: INBOX].
+        #[arg(long, value_name = "M")]
+        mailbox: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +264,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dns(DnsCommand::Records { domain }) => {
             admin_request(flag, Request::DnsRecords { domain })
         }
+        Command::Mail(MailCommand::List { email, mailbox }) => {
+            admin_request(flag, Request::MailList { email, mailbox })
+        }
+        Command::Mail(MailCommand::Show {
+            email,
+            uid,
+            mailbox,
+        }) => admin_request(
+            flag,
+            Request::MailShow {
+                email,
+                uid,
+                mailbox,
+            },
+        ),
         Command::Log { since, limit } => {
             let since_ms = since.as_deref().map(parse_since).transpose()?;
             admin_request(flag, Request::Log { since_ms, limit })

@@ -119,12 +119,17 @@ async fn serve(config: Config) -> Result<()> {
     ));
 
     let driver = Driver::new(&config.net, Some(tls.clone()));
+    let smtp_context = Arc::new(smtp::session::Context {
+        hostname: config.hostname.clone(),
+        config: config.smtp.clone(),
+        store: store.clone(),
+    });
     let mx = Arc::new(smtp::session::Smtp::new(
-        &config.hostname,
+        smtp_context.clone(),
         smtp::session::Mode::Mx,
     ));
     let submission = Arc::new(smtp::session::Smtp::new(
-        &config.hostname,
+        smtp_context,
         smtp::session::Mode::Submission,
     ));
     let imap = Arc::new(imap::session::Imap::new(auth.clone()));

@@ -12,12 +12,20 @@ pub struct Config {
     /// Addresses the MX listens on (port 25, STARTTLS offered). `[::]` accepts IPv4
     /// too. Empty: no MX.
     pub listen: Vec<SocketAddr>,
+    /// Largest message accepted, in bytes (advertised as SIZE, RFC 1870; checked at
+    /// MAIL FROM and while the message arrives).
+    pub max_message_size: u64,
+    /// Recipients accepted per message; more get `452 4.5.3` (RFC 5321 §4.5.3.1.8
+    /// asks for at least 100).
+    pub max_recipients: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([0u16; 8], 25))],
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
         }
     }
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod delivery;
 pub mod session;
 
 pub use config::{Config, SpamConfig, SubmissionConfig};

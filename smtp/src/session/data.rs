@@ -1,0 +1,184 @@
+//! DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030): receiving the message, and the end of
+//! the transaction: checks, the Received header, durable delivery, then `250`.
+
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
+
+use super::{Input, Session, Transaction, queue_id, reply};
+use crate::delivery;
+
+impl Session {
+    /// DATA: after 354 the message follows, ending with CRLF.CRLF.
+    pub(super) fn handle_data(&mut self) -> Vec<u8> {
+        match &self.transaction {
+            None => reply(503, "5.5.1", "Send MAIL first"),
+            Some(t) if t.recipients.is_empty() => reply(554, "5.5.1", "No valid recipients"),
+            Some(t) if !t.body.is_empty() => {
+                reply(503, "5.5.1", "BDAT in progress: finish it with BDAT LAST")
+            }
+            Some(_) => {
+                self.input = Input::Data(DataReceiver::new());
+                reply(354, "2.0.0", "Send the message, end with <CRLF>.<CRLF>")
+            }
+        }
+    }
+
+    /// BDAT n [LAST]: the chunk is read whatever happens (RFC 3030 §3), and answered
+    /// once it has arrived.
+    pub(super) fn handle_bdat(&mut self, chunk_size: usize, is_last: bool) -> Vec<u8> {
+        self.bdat_refusal = match &mut self.transaction {
+            None => Some(reply(503, "5.5.1", "Send MAIL first")),
+            Some(t) if t.recipients.is_empty() => Some(reply(554, "5.5.1", "No valid recipients")),
+            Some(t) if t.bdat_failed => {
+                Some(reply(503, "5.5.1", "An earlier BDAT failed: send RSET"))
+            }
+            Some(_) => None,
+        };
+        self.input = Input::Bdat(BdatReceiver::new(chunk_size, is_last));
+        Vec::new()
+    }
+
+    /// A BDAT chunk that is not the last one has arrived.
+    pub(super) fn chunk_received(&mut self) -> Vec<u8> {
+        if let Some(refusal) = self.bdat_refusal.take() {
+            return self.refuse_chunk(refusal);
+        }
+        match &self.transaction {
+            Some(t) if t.too_big => {
+                let max = self.context.config.max_message_size;
+                self.refuse_chunk(reply(
+                    552,
+                    "5.3.4",
+                    &format!("Message size exceeds the limit of {max} bytes"),
+                ))
+            }
+            Some(t) => reply(250, "2.0.0", &format!("{} octets received", t.body.len())),
+            None => reply(503, "5.5.1", "Send MAIL first"),
+        }
+    }
+
+    fn refuse_chunk(&mut self, refusal: Vec<u8>) -> Vec<u8> {
+        if let Some(t) = &mut self.transaction {
+            t.bdat_failed = true;
+            t.body.clear();
+        }
+        refusal
+    }
+
+    /// The message is complete (end of DATA or BDAT LAST): check it, add Received,
+    /// deliver it durably, and only then say 250.
+    pub(super) async fn finish_message(&mut self) -> Vec<u8> {
+        if let Some(refusal) = self.bdat_refusal.take() {
+            // A refused BDAT LAST ends the transaction (RFC 3030 §2).
+            self.transaction = None;
+            return refusal;
+        }
+        let Some(txn) = self.transaction.take() else {
+            return reply(503, "5.5.1", "Send MAIL first");
+        };
+        if txn.bdat_failed {
+            return reply(
+                503,
+                "5.5.1",
+                "An earlier BDAT failed: the message was not accepted",
+            );
+        }
+        if txn.too_big {
+            let max = self.context.config.max_message_size;
+            return reply(
+                552,
+                "5.3.4",
+                &format!("Message size exceeds the limit of {max} bytes"),
+            );
+        }
+        if let Some(offset) = bare_line_ending(&txn.body) {
+            // SMTP smuggling defence: a bare LF or CR could make another server see a
+            // different end of data (RFC 5321 §2.3.8). We refuse the message.
+            tracing::info!(peer = %self.info.peer, offset, "message with a bare CR or LF refused");
+            return reply(
+                554,
+                "5.6.0",
+                "Message contains a bare CR or LF (RFC 5321 section 2.3.8)",
+            );
+        }
+        let id = queue_id();
+        let message = [self.received_header(&txn, &id).into_bytes(), txn.body].concat();
+        let store = self.context.store.clone();
+        let accounts = txn.accounts.clone();
+        let delivered = tokio::task::spawn_blocking(move || {
+            delivery::deliver(&store, &accounts, &message, false)
+        })
+        .await;
+        match delivered {
+            Ok(Ok(())) => {
+                tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, rcpts = txn.recipients.len(), "message accepted");
+                reply(250, "2.0.0", &format!("Message accepted as {id}"))
+            }
+            Ok(Err(e)) => {
+                tracing::error!(id, error = %e, "delivery failed");
+                reply(451, "4.3.0", "Local delivery failed, try again later")
+            }
+            Err(e) => {
+                tracing::error!(id, error = %e, "delivery task failed");
+                reply(451, "4.3.0", "Local delivery failed, try again later")
+            }
+        }
+    }
+
+    /// RFC 5321 §4.4 trace header; RFC 3848 / RFC 6531 §3.7.3 protocol names.
+    fn received_header(&self, txn: &Transaction, id: &str) -> String {
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let ip = self.info.peer.ip();
+        let literal = if ip.is_ipv6() {
+            format!("IPv6:{ip}")
+        } else {
+            ip.to_string()
+        };
+        let protocol = match (txn.smtputf8, self.esmtp, self.tls) {
+            (true, _, true) => "UTF8SMTPS",
+            (true, _, false) => "UTF8SMTP",
+            (false, true, true) => "ESMTPS",
+            (false, true, false) => "ESMTP",
+            (false, false, _) => "SMTP",
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+            .unwrap_or(0);
+        let date = mail_parser::DateTime::from_timestamp(now).to_rfc822();
+        // Name the recipient only when there is one (others' addresses stay private).
+        let for_clause = match txn.recipients.as_slice() {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ([{literal}])\r\n\tby {} (Postern) with {protocol} id {id}{for_clause};\r\n\t{date}\r\n",
+            self.context.hostname
+        )
+    }
+}
+
+/// The offset of the first LF not preceded by CR, or CR not followed by LF.
+fn bare_line_ending(body: &[u8]) -> Option<usize> {
+    let mut prev = 0u8;
+    for (i, &b) in body.iter().enumerate() {
+        if (b == b'\n' && prev != b'\r') || (prev == b'\r' && b != b'\n') {
+            return Some(i);
+        }
+        prev = b;
+    }
+    (prev == b'\r').then(|| body.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_line_ending;
+
+    #[test]
+    fn bare_line_endings_are_found() {
+        assert_eq!(bare_line_ending(b"a\r\nb\r\n"), None);
+        assert_eq!(bare_line_ending(b"a\nb"), Some(1));
+        assert_eq!(bare_line_ending(b"a\rb"), Some(2));
+        assert_eq!(bare_line_ending(b"a\r"), Some(1));
+        assert_eq!(bare_line_ending(b""), None);
+    }
+}

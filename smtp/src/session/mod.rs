@@ -1,0 +1,362 @@
+//! The SMTP session (RFC 5321), sans-socket: fed bytes, returning replies. One file
+//! per command group; this file holds the state, the input loop and the replies.
+//!
+//! The MX side is complete for receiving: EHLO/HELO, MAIL, RCPT, DATA, BDAT (RFC 3030),
+//! RSET, NOOP, HELP, VRFY/EXPN (252), QUIT, STARTTLS (RFC 3207), with PIPELINING,
+//! 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES and CHUNKING. Submission (AUTH,
+//! sender identity) is the submission issue's: until then its mail commands answer
+//! `451 4.3.2`.
+
+mod data;
+mod ehlo;
+mod mail;
+mod rcpt;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::net::{self, Action, ConnInfo, Output};
+use smtp_proto::Request;
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
+use store::{AccountId, Store};
+
+use crate::config::Config;
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with CRLF; ESMTP
+/// parameters may extend it (RFC 1869 §4.1.2). smtp-proto parses up to 4096.
+const MAX_COMMAND_LINE: usize = 4096;
+/// Unrecognised or malformed commands tolerated before the connection is closed.
+const MAX_BAD_COMMANDS: u32 = 20;
+
+/// Which listener a session serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Port 25: mail from other servers.
+    Mx,
+    /// Ports 587/465: mail from our users.
+    Submission,
+}
+
+/// What every session of a server shares.
+#[derive(Debug)]
+pub struct Context {
+    /// Our host name (greeting, EHLO, Received).
+    pub hostname: String,
+    /// The `[smtp]` section.
+    pub config: Config,
+    /// The store mail is delivered into.
+    pub store: Arc<Store>,
+}
+
+/// The SMTP protocol for the network driver.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    context: Arc<Context>,
+    mode: Mode,
+}
+
+impl Smtp {
+    /// SMTP in `mode` with the shared `context`.
+    pub fn new(context: Arc<Context>, mode: Mode) -> Self {
+        Smtp { context, mode }
+    }
+}
+
+impl net::Protocol for Smtp {
+    type Session = Session;
+
+    fn open(&self, info: &ConnInfo) -> Session {
+        Session {
+            context: self.context.clone(),
+            mode: self.mode,
+            info: info.clone(),
+            tls: info.tls,
+            helo: None,
+            esmtp: false,
+            transaction: None,
+            input: Input::Commands,
+            buf: Vec::new(),
+            bad_commands: 0,
+            bdat_refusal: None,
+        }
+    }
+
+    fn busy(&self) -> &'static [u8] {
+        b"421 4.7.0 Too many connections from your address, try again later\r\n"
+    }
+
+    /// RFC 5321 §4.5.3.2.7: the server timeout is at least 5 minutes.
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+}
+
+/// What the next input bytes are.
+enum Input {
+    /// Command lines.
+    Commands,
+    /// The message after DATA, up to CRLF.CRLF (dot-unstuffed by smtp-proto).
+    Data(DataReceiver),
+    /// A BDAT chunk of known length.
+    Bdat(BdatReceiver),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Input::Commands => "Commands",
+            Input::Data(_) => "Data",
+            Input::Bdat(_) => "Bdat",
+        })
+    }
+}
+
+/// One mail transaction: from MAIL to the end of DATA / the last BDAT.
+#[derive(Debug, Default)]
+struct Transaction {
+    /// The reverse-path ("" for the null sender).
+    mail_from: String,
+    /// SMTPUTF8 was given (RFC 6531).
+    smtputf8: bool,
+    /// Accepted recipients as given.
+    recipients: Vec<String>,
+    /// The local accounts they reach, de-duplicated.
+    accounts: Vec<AccountId>,
+    /// The message received so far.
+    body: Vec<u8>,
+    /// The message grew past the size limit: it is being read and discarded.
+    too_big: bool,
+    /// A BDAT was refused: the rest of the BDAT sequence is read and discarded.
+    bdat_failed: bool,
+}
+
+/// One SMTP conversation.
+#[derive(Debug)]
+pub struct Session {
+    context: Arc<Context>,
+    mode: Mode,
+    info: ConnInfo,
+    tls: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    transaction: Option<Transaction>,
+    input: Input,
+    buf: Vec<u8>,
+    bad_commands: u32,
+    /// The refusal of the BDAT chunk being read, sent once it has arrived.
+    bdat_refusal: Option<Vec<u8>>,
+}
+
+/// A reply with its enhanced status code (RFC 2034 / RFC 3463): every reply has one.
+pub(crate) fn reply(code: u16, enhanced: &str, text: &str) -> Vec<u8> {
+    format!("{code} {enhanced} {text}\r\n").into_bytes()
+}
+
+/// A queue id for Received headers and logs: unique within the process and time.
+pub(crate) fn queue_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:X}{:04X}",
+        now.as_micros(),
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFFF
+    )
+}
+
+impl Session {
+    async fn command(&mut self, line: &[u8]) -> Output {
+        let parsed = if line.contains(&0) {
+            Err(smtp_proto::Error::UnknownCommand)
+        } else {
+            Request::parse(&mut line.iter()).map(Request::into_owned)
+        };
+        match parsed {
+            Ok(request) => self.request(request).await,
+            Err(e) => self.bad(Output::reply(parse_error(&e))),
+        }
+    }
+
+    async fn request(&mut self, request: Request<String>) -> Output {
+        match request {
+            Request::Ehlo { host } => Output::reply(self.handle_ehlo(&host, true)),
+            Request::Helo { host } => Output::reply(self.handle_ehlo(&host, false)),
+            Request::Lhlo { .. } => {
+                self.bad(Output::reply(reply(500, "5.5.1", "LHLO is for LMTP")))
+            }
+            Request::StartTls => self.handle_starttls(),
+            Request::Mail { from } => Output::reply(self.handle_mail(from)),
+            Request::Rcpt { to } => Output::reply(self.handle_rcpt(to).await),
+            Request::Data => Output::reply(self.handle_data()),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => Output::reply(self.handle_bdat(chunk_size, is_last)),
+            Request::Rset => {
+                self.transaction = None;
+                Output::reply(reply(250, "2.0.0", "OK"))
+            }
+            Request::Noop { .. } => Output::reply(reply(250, "2.0.0", "OK")),
+            Request::Help { .. } => {
+                Output::reply(reply(214, "2.0.0", "See RFC 5321; this is Postern"))
+            }
+            // RFC 5321 §3.5.3: 252 neither confirms nor denies an address.
+            Request::Vrfy { .. } | Request::Expn { .. } => Output::reply(reply(
+                252,
+                "2.5.0",
+                "Cannot verify the address, send some mail",
+            )),
+            Request::Quit => Output::close(reply(221, "2.0.0", "Bye")),
+            Request::Auth { .. } => Output::reply(match self.mode {
+                Mode::Mx => reply(503, "5.5.1", "AUTH is offered on the submission ports only"),
+                Mode::Submission => reply(
+                    451,
+                    "4.3.2",
+                    "Submission is not available yet, try again later",
+                ),
+            }),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => self.bad(
+                Output::reply(reply(502, "5.5.1", "Command not implemented")),
+            ),
+        }
+    }
+
+    fn handle_starttls(&mut self) -> Output {
+        if self.tls || !self.info.starttls {
+            return self.bad(Output::reply(reply(
+                503,
+                "5.5.1",
+                "TLS is already active or not offered here",
+            )));
+        }
+        // RFC 3207 §4.2: input after STARTTLS came in the clear; discard it.
+        self.buf.clear();
+        Output {
+            reply: reply(220, "2.0.0", "Ready to start TLS"),
+            action: Action::StartTls,
+        }
+    }
+
+    fn bad(&mut self, out: Output) -> Output {
+        self.bad_commands += 1;
+        if self.bad_commands >= MAX_BAD_COMMANDS {
+            let mut bytes = out.reply;
+            bytes.extend(reply(421, "4.7.0", "Too many errors, closing connection"));
+            Output::close(bytes)
+        } else {
+            out
+        }
+    }
+
+    /// Feeds buffered bytes to the DATA or BDAT receiver; `Some` when the message or
+    /// chunk is complete.
+    fn ingest_payload(&mut self) -> Option<bool> {
+        let max = usize::try_from(self.context.config.max_message_size).unwrap_or(usize::MAX);
+        let txn = self.transaction.get_or_insert_with(Transaction::default);
+        let mut iter = self.buf.iter();
+        let done = match &mut self.input {
+            Input::Data(r) => r.ingest(&mut iter, &mut txn.body).then_some(true),
+            Input::Bdat(r) => {
+                let last = r.is_last;
+                r.ingest(&mut iter, &mut txn.body).then_some(last)
+            }
+            Input::Commands => None,
+        };
+        let consumed = self.buf.len() - iter.len();
+        self.buf.drain(..consumed);
+        if txn.body.len() > max {
+            // Keep reading to the end of the message, keeping none of it.
+            txn.too_big = true;
+            txn.body.clear();
+        }
+        done
+    }
+}
+
+fn parse_error(e: &smtp_proto::Error) -> Vec<u8> {
+    use smtp_proto::Error as E;
+    match e {
+        E::UnknownCommand => reply(500, "5.5.2", "Command unrecognized"),
+        E::InvalidSenderAddress => reply(501, "5.1.7", "Bad sender address syntax"),
+        E::InvalidRecipientAddress => reply(501, "5.1.3", "Bad recipient address syntax"),
+        E::SyntaxError { syntax } => reply(501, "5.5.4", &format!("Syntax: {syntax}")),
+        E::InvalidParameter { param } => reply(501, "5.5.4", &format!("Invalid parameter {param}")),
+        E::UnsupportedParameter { param } => {
+            reply(555, "5.5.4", &format!("Unsupported parameter {param}"))
+        }
+        E::NeedsMoreData { .. } | E::ResponseTooLong | E::InvalidResponse { .. } => {
+            reply(500, "5.5.2", "Command unrecognized")
+        }
+    }
+}
+
+impl net::Session for Session {
+    fn greeting(&mut self) -> Vec<u8> {
+        format!("220 {} ESMTP Postern\r\n", self.context.hostname).into_bytes()
+    }
+
+    async fn receive(&mut self, input: &[u8]) -> Output {
+        self.buf.extend_from_slice(input);
+        let mut out = Vec::new();
+        loop {
+            if !matches!(self.input, Input::Commands) {
+                match self.ingest_payload() {
+                    None => break,
+                    Some(last) => {
+                        let is_data = matches!(self.input, Input::Data(_));
+                        self.input = Input::Commands;
+                        out.extend(if is_data || last {
+                            self.finish_message().await
+                        } else {
+                            self.chunk_received()
+                        });
+                        continue;
+                    }
+                }
+            }
+            let Some(pos) = self.buf.iter().position(|b| *b == b'\n') else {
+                if self.buf.len() > MAX_COMMAND_LINE {
+                    // No line end in sight: refuse to buffer more.
+                    self.buf.clear();
+                    out.extend(reply(500, "5.5.6", "Line too long"));
+                    out.extend(reply(421, "4.7.0", "Closing connection"));
+                    return Output::close(out);
+                }
+                break;
+            };
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let step = if line.len() > MAX_COMMAND_LINE {
+                let r = reply(500, "5.5.6", "Line too long");
+                self.bad(Output::reply(r))
+            } else {
+                self.command(&line).await
+            };
+            out.extend(step.reply);
+            if step.action != Action::Continue {
+                return Output {
+                    reply: out,
+                    action: step.action,
+                };
+            }
+        }
+        Output::reply(out)
+    }
+
+    fn tls_started(&mut self) {
+        // RFC 3207 §4.2: forget what the client said before TLS; it must EHLO again.
+        self.tls = true;
+        self.helo = None;
+        self.esmtp = false;
+        self.transaction = None;
+    }
+
+    fn shutting_down(&mut self) -> Vec<u8> {
+        reply(421, "4.3.2", "Server shutting down, try again later")
+    }
+
+    fn timed_out(&mut self) -> Vec<u8> {
+        reply(421, "4.4.2", "Idle too long, closing connection")
+    }
+}

@@ -1,0 +1,64 @@
+//! RCPT TO (RFC 5321 §4.1.1.3): which recipients we take. Only local domains,
+//! accounts and aliases; never relay for an unauthenticated client.
+
+use smtp_proto::RcptTo;
+
+use super::{Session, reply};
+use crate::delivery::{self, Resolution};
+
+impl Session {
+    /// RCPT TO:<forward-path>.
+    pub(super) async fn handle_rcpt(&mut self, to: RcptTo<String>) -> Vec<u8> {
+        let Some(txn) = self.transaction.as_ref() else {
+            return reply(503, "5.5.1", "Send MAIL first");
+        };
+        if txn.recipients.len() >= self.context.config.max_recipients {
+            // RFC 5321 §4.5.3.1.10: 452 lets the client send the rest later.
+            return reply(452, "4.5.3", "Too many recipients");
+        }
+        if !txn.smtputf8 && !to.address.is_ascii() {
+            return reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8");
+        }
+        let store = self.context.store.clone();
+        let address = to.address.clone();
+        let resolved =
+            tokio::task::spawn_blocking(move || delivery::resolve(&store, &address)).await;
+        let resolution = match resolved {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "recipient lookup failed");
+                return reply(451, "4.3.0", "Temporary lookup failure, try again later");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recipient lookup task failed");
+                return reply(451, "4.3.0", "Temporary lookup failure, try again later");
+            }
+        };
+        match resolution {
+            Resolution::Local(accounts) => {
+                let Some(txn) = self.transaction.as_mut() else {
+                    return reply(503, "5.5.1", "Send MAIL first");
+                };
+                for (id, _) in accounts {
+                    if !txn.accounts.contains(&id) {
+                        txn.accounts.push(id);
+                    }
+                }
+                txn.recipients.push(to.address);
+                reply(250, "2.1.5", "Recipient OK")
+            }
+            Resolution::NotLocal => {
+                tracing::info!(peer = %self.info.peer, rcpt = %to.address, "relay attempt refused");
+                reply(554, "5.7.1", "Relay access denied")
+            }
+            Resolution::UnknownUser => reply(550, "5.1.1", "No such user here"),
+            // RFC 3463 §3.3: 4.2.2 mailbox full; temporary, so nothing is lost.
+            Resolution::OverQuota(_) => reply(452, "4.2.2", "Mailbox full, try again later"),
+            Resolution::Forwarding(_) => reply(
+                451,
+                "4.4.0",
+                "Forwarding to remote addresses is not available yet, try again later",
+            ),
+        }
+    }
+}

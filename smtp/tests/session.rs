@@ -1,0 +1,313 @@
+//! The SMTP session driven without sockets against a real store in a temp dir.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use common::net::{Action, ConnInfo, Protocol, Session as _};
+use smtp::session::{Context, Mode, Session, Smtp};
+use store::Store;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    smtp: Smtp,
+}
+
+fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    store.add_domain("example.test").unwrap();
+    for user in ["alice", "bob"] {
+        store
+            .add_account(&format!("{user}@example.test"), "$argon2id$x")
+            .unwrap();
+    }
+    store
+        .add_alias(
+            "team@example.test",
+            &["alice@example.test".into(), "bob@example.test".into()],
+        )
+        .unwrap();
+    let config = smtp::Config {
+        max_recipients,
+        max_message_size: max_size,
+        ..smtp::Config::default()
+    };
+    let context = Arc::new(Context {
+        hostname: "mx.example.test".into(),
+        config,
+        store: store.clone(),
+    });
+    Fixture {
+        _dir: dir,
+        store,
+        smtp: Smtp::new(context, Mode::Mx),
+    }
+}
+
+impl Fixture {
+    fn session(&self) -> Session {
+        let info = ConnInfo {
+            peer: "192.0.2.1:1234".parse().unwrap(),
+            local: "192.0.2.2:25".parse().unwrap(),
+            listener: "smtp",
+            tls: false,
+            starttls: true,
+        };
+        let mut s = self.smtp.open(&info);
+        assert!(
+            String::from_utf8(s.greeting())
+                .unwrap()
+                .starts_with("220 mx.example.test")
+        );
+        s
+    }
+
+    fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
+        let account = self
+            .store
+            .account(&format!("{user}@example.test"))
+            .unwrap()
+            .unwrap();
+        let inbox = self.store.mailbox(account.id, "INBOX").unwrap().unwrap();
+        self.store
+            .messages(inbox.id)
+            .unwrap()
+            .iter()
+            .map(|m| self.store.read_body(m).unwrap())
+            .collect()
+    }
+}
+
+async fn say(s: &mut Session, input: &[u8]) -> (String, Action) {
+    let out = s.receive(input).await;
+    (String::from_utf8(out.reply).unwrap(), out.action)
+}
+
+/// Every reply line carries an enhanced status code (RFC 2034), except 220/250 EHLO lines.
+fn codes(replies: &str) -> Vec<&str> {
+    replies
+        .lines()
+        .map(|l| &l[..l.find(' ').unwrap_or(l.len()).min(l.len())])
+        .collect()
+}
+
+#[tokio::test]
+async fn a_message_is_delivered_with_received_and_dot_unstuffed() {
+    let f = fixture(100, 1 << 20);
+    let mut s = f.session();
+    let (r, _) = say(&mut s, b"EHLO client.test\r\n").await;
+    for ext in [
+        "PIPELINING",
+        "SIZE 1048576",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "STARTTLS",
+    ] {
+        assert!(r.contains(ext), "{ext} missing: {r}");
+    }
+    let (r, _) = say(
+        &mut s,
+        b"MAIL FROM:<sender@remote.test> SIZE=100\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
+    )
+    .await;
+    assert_eq!(codes(&r), ["250", "250", "354"], "{r}");
+    let (r, _) = say(
+        &mut s,
+        b"Subject: hi\r\nFrom: sender@remote.test\r\n\r\n..leading dot\r\nbody\r\n.\r\n",
+    )
+    .await;
+    assert!(r.starts_with("250 2.0.0 Message accepted as "), "{r}");
+    let inbox = f.inbox("alice");
+    assert_eq!(inbox.len(), 1);
+    let msg = String::from_utf8(inbox[0].clone()).unwrap();
+    assert!(msg.starts_with("Received: from client.test ([192.0.2.1])\r\n\tby mx.example.test (Postern) with ESMTP id "), "{msg}");
+    assert!(msg.contains("\tfor <alice@example.test>;"), "{msg}");
+    assert!(
+        msg.ends_with("Subject: hi\r\nFrom: sender@remote.test\r\n\r\n.leading dot\r\nbody\r\n"),
+        "{msg:?}"
+    );
+    // The session goes on: a second transaction with pipelining.
+    let (r, _) = say(&mut s, b"MAIL FROM:<>\r\nRCPT TO:<bob+tag@example.test>\r\nRCPT TO:<team@example.test>\r\nDATA\r\n").await;
+    assert_eq!(codes(&r), ["250", "250", "250", "354"], "{r}");
+    let (r, _) = say(&mut s, b"Subject: two\r\n\r\nx\r\n.\r\n").await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(f.inbox("bob").len(), 1, "bob once, though reached twice");
+    assert_eq!(f.inbox("alice").len(), 2);
+    let (r, a) = say(&mut s, b"QUIT\r\n").await;
+    assert_eq!((r.as_str(), a), ("221 2.0.0 Bye\r\n", Action::Close));
+}
+
+#[tokio::test]
+async fn recipients_unknown_remote_over_quota_and_too_many() {
+    let f = fixture(2, 1 << 20);
+    let mut s = f.session();
+    say(&mut s, b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\n").await;
+    let (r, _) = say(&mut s, b"RCPT TO:<nobody@example.test>\r\n").await;
+    assert!(r.starts_with("550 5.1.1 "), "{r}");
+    let (r, _) = say(&mut s, b"RCPT TO:<victim@elsewhere.test>\r\n").await;
+    assert!(r.starts_with("554 5.7.1 Relay access denied"), "{r}");
+    f.store.set_quota("bob@example.test", 1).unwrap();
+    let (r, _) = say(&mut s, b"RCPT TO:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\n").await;
+    assert_eq!(codes(&r), ["250", "250", "452"], "{r}");
+    assert!(r.contains("452 4.5.3 Too many recipients"), "{r}");
+    say(&mut s, b"RSET\r\n").await;
+    // Bob has a 1-byte quota: fill it, then he is over it.
+    let b = f.store.account("bob@example.test").unwrap().unwrap();
+    let inbox = f.store.mailbox(b.id, "INBOX").unwrap().unwrap();
+    f.store.set_quota("bob@example.test", 0).unwrap();
+    f.store
+        .append(inbox.id, b"x", &[], std::time::SystemTime::now())
+        .unwrap();
+    f.store.set_quota("bob@example.test", 1).unwrap();
+    let (r, _) = say(
+        &mut s,
+        b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\n",
+    )
+    .await;
+    assert!(
+        r.ends_with("452 4.2.2 Mailbox full, try again later\r\n"),
+        "{r}"
+    );
+    // A catch-all takes unknown users of its domain.
+    f.store
+        .add_alias("@example.test", &["alice@example.test".into()])
+        .unwrap();
+    let (r, _) = say(&mut s, b"RCPT TO:<whoever@example.test>\r\n").await;
+    assert!(r.starts_with("250 2.1.5"), "{r}");
+}
+
+#[tokio::test]
+async fn order_and_syntax_errors() {
+    let f = fixture(100, 1 << 20);
+    let mut s = f.session();
+    let (r, _) = say(&mut s, b"MAIL FROM:<a@b.test>\r\n").await;
+    assert!(r.starts_with("503 5.5.1"), "{r}");
+    let (r, _) = say(
+        &mut s,
+        b"EHLO c\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
+    )
+    .await;
+    assert_eq!(codes(&r)[codes(&r).len() - 2..], ["503", "503"], "{r}");
+    let (r, _) = say(&mut s, b"MAIL FROM:<a@b.test>\r\nMAIL FROM:<a@b.test>\r\n").await;
+    assert!(r.ends_with("503 5.5.1 Nested MAIL command\r\n"), "{r}");
+    let (r, _) = say(&mut s, b"DATA\r\n").await;
+    assert!(r.starts_with("554 5.5.1 No valid recipients"), "{r}");
+    let (r, _) = say(&mut s, b"MAIL\0 FROM:<x>\r\n").await;
+    assert!(r.starts_with("500 5.5.2"), "{r}");
+    let (r, _) = say(&mut s, b"MAIL FROM:<bad address>\r\n").await;
+    assert!(r.starts_with("5"), "{r}");
+    let (r, _) = say(
+        &mut s,
+        "RSET\r\nMAIL FROM:<j\u{f6}rg@b.test>\r\n".as_bytes(),
+    )
+    .await;
+    assert!(
+        r.ends_with("553 5.6.7 Non-ASCII address without SMTPUTF8\r\n"),
+        "{r}"
+    );
+    let (r, _) = say(
+        &mut s,
+        "MAIL FROM:<j\u{f6}rg@b.test> SMTPUTF8\r\n".as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let (r, _) = say(&mut s, b"VRFY alice\r\n").await;
+    assert!(r.starts_with("252 2.5.0"), "{r}");
+}
+
+#[tokio::test]
+async fn size_limits_at_mail_and_during_data() {
+    let f = fixture(100, 1000);
+    let mut s = f.session();
+    let (r, _) = say(&mut s, b"EHLO c\r\nMAIL FROM:<a@b.test> SIZE=5000\r\n").await;
+    assert!(
+        r.ends_with("552 5.3.4 Message size exceeds the limit of 1000 bytes\r\n"),
+        "{r}"
+    );
+    say(
+        &mut s,
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
+    )
+    .await;
+    let big = vec![b'x'; 700];
+    for _ in 0..3 {
+        let (r, _) = say(&mut s, &[&big[..], b"\r\n"].concat()).await;
+        assert_eq!(r, "");
+    }
+    let (r, _) = say(&mut s, b".\r\n").await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    assert!(f.inbox("alice").is_empty());
+    let (r, _) = say(&mut s, b"NOOP\r\n").await;
+    assert!(r.starts_with("250"), "the session goes on: {r}");
+}
+
+#[tokio::test]
+async fn bare_lf_is_refused_and_cannot_end_data() {
+    let f = fixture(100, 1 << 20);
+    let mut s = f.session();
+    say(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n",
+    )
+    .await;
+    // "\n.\n" (and "\r\n.\n") must not end the data: a smuggled second message stays data.
+    let (r, _) = say(
+        &mut s,
+        b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@b.test>\r\n",
+    )
+    .await;
+    assert_eq!(r, "", "no end of data yet");
+    let (r, _) = say(&mut s, b"\r\n.\r\n").await;
+    assert!(
+        r.starts_with("554 5.6.0 Message contains a bare CR or LF"),
+        "{r}"
+    );
+    assert!(f.inbox("alice").is_empty());
+}
+
+#[tokio::test]
+async fn bdat_chunks_and_refused_bdat_consumes_its_chunk() {
+    let f = fixture(100, 1 << 20);
+    let mut s = f.session();
+    // BDAT without MAIL: the 5 octets are read as data, not as a command.
+    let (r, _) = say(&mut s, b"EHLO c\r\nBDAT 6 LAST\r\nQUIT\r\n").await;
+    assert!(r.ends_with("503 5.5.1 Send MAIL first\r\n"), "{r}");
+    let (r, _) = say(
+        &mut s,
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 14\r\nSubject: x\r\n\r\n",
+    )
+    .await;
+    assert!(r.ends_with("250 2.0.0 14 octets received\r\n"), "{r}");
+    let (r, _) = say(&mut s, b"BDAT 9 LAST\r\nbody\r\n.\r\n").await;
+    assert!(r.starts_with("250 2.0.0 Message accepted"), "{r}");
+    let msg = String::from_utf8(f.inbox("alice")[0].clone()).unwrap();
+    // BDAT content is not dot-unstuffed (RFC 3030 §2).
+    assert!(msg.ends_with("Subject: x\r\n\r\nbody\r\n.\r\n"), "{msg:?}");
+}
+
+#[tokio::test]
+async fn garbage_is_bounded() {
+    let f = fixture(100, 1 << 20);
+    let mut s = f.session();
+    let garbage = vec![b'A'; 10 * 1024 * 1024];
+    let mut closed = false;
+    for chunk in garbage.chunks(16 * 1024) {
+        let (r, a) = say(&mut s, chunk).await;
+        if a == Action::Close {
+            assert!(r.starts_with("500 5.5.6 Line too long"), "{r}");
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "10 MB without a line end must close the session");
+    let mut s = f.session();
+    let (r, a) = say(&mut s, &b"JUNK\r\n".repeat(25)).await;
+    assert_eq!(a, Action::Close);
+    assert!(
+        r.ends_with("421 4.7.0 Too many errors, closing connection\r\n"),
+        "{r}"
+    );
+}
