@@ -123,6 +123,7 @@ async fn serve(config: Config) -> Result<()> {
         hostname: config.hostname.clone(),
         config: config.smtp.clone(),
         store: store.clone(),
+        stats: Default::default(),
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

@@ -11,6 +11,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
     smtp: Smtp,
+    context: Arc<Context>,
 }
 
 fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
@@ -37,15 +38,24 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         hostname: "mx.example.test".into(),
         config,
         store: store.clone(),
+        stats: Default::default(),
     });
     Fixture {
         _dir: dir,
         store,
-        smtp: Smtp::new(context, Mode::Mx),
+        smtp: Smtp::new(context.clone(), Mode::Mx),
+        context,
     }
 }
 
 impl Fixture {
+    /// (accepted, rejected) message counters.
+    fn stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = &self.context.stats;
+        (st.accepted.load(Relaxed), st.rejected.load(Relaxed))
+    }
+
     fn session(&self) -> Session {
         let info = ConnInfo {
             peer: "192.0.2.1:1234".parse().unwrap(),
@@ -120,6 +130,7 @@ async fn a_message_is_delivered_with_received_and_dot_unstuffed() {
     )
     .await;
     assert!(r.starts_with("250 2.0.0 Message accepted as "), "{r}");
+    assert_eq!(f.stats(), (1, 0));
     let inbox = f.inbox("alice");
     assert_eq!(inbox.len(), 1);
     let msg = String::from_utf8(inbox[0].clone()).unwrap();
@@ -149,6 +160,15 @@ async fn recipients_unknown_remote_over_quota_and_too_many() {
     assert!(r.starts_with("550 5.1.1 "), "{r}");
     let (r, _) = say(&mut s, b"RCPT TO:<victim@elsewhere.test>\r\n").await;
     assert!(r.starts_with("554 5.7.1 Relay access denied"), "{r}");
+    assert_eq!(f.stats(), (0, 1));
+    let events = f.store.events(None, 10).unwrap();
+    let relay = events
+        .iter()
+        .find(|e| e.event.action == "smtp-relay-denied")
+        .unwrap();
+    assert_eq!(relay.event.ip, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(relay.event.actor, "<a@remote.test>");
+    assert_eq!(relay.event.detail, "to <victim@elsewhere.test>");
     f.store.set_quota("bob@example.test", 1).unwrap();
     let (r, _) = say(&mut s, b"RCPT TO:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\n").await;
     assert_eq!(codes(&r), ["250", "250", "452"], "{r}");

@@ -142,6 +142,13 @@ fn swaks_delivers_and_is_refused_where_it_should_be() {
         2,
         "{list}"
     );
+    let log = setup.cli_ok(&["log"], None).unwrap();
+    assert!(
+        log.contains(
+            "127.0.0.1 <someone@remote.test> smtp-relay-denied to <victim@elsewhere.test>"
+        ),
+        "{log}"
+    );
     assert_eq!(
         server.stop(Duration::from_secs(10)).unwrap().code(),
         Some(0)

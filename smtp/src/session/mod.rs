@@ -47,6 +47,24 @@ pub struct Context {
     pub config: Config,
     /// The store mail is delivered into.
     pub store: Arc<Store>,
+    /// Counters of what happened to messages, for metrics.
+    pub stats: Stats,
+}
+
+/// Message counters since start (read by the metrics endpoint of a later issue).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages accepted with 250 after DATA or BDAT LAST.
+    pub accepted: AtomicU64,
+    /// Messages or recipients refused for policy (relay, DNSBL, DMARC, spam, size).
+    pub rejected: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to `counter`.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The SMTP protocol for the network driver.
@@ -236,6 +254,26 @@ impl Session {
         Output {
             reply: reply(220, "2.0.0", "Ready to start TLS"),
             action: Action::StartTls,
+        }
+    }
+
+    /// Records a policy refusal: the counter, and an activity-log entry with the
+    /// client's IP and the reason.
+    pub(crate) async fn log_rejection(&self, action: &str, detail: String) {
+        Stats::count(&self.context.stats.rejected);
+        let store = self.context.store.clone();
+        let event = store::AuditEvent {
+            actor: self
+                .transaction
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |t| format!("<{}>", t.mail_from)),
+            action: action.to_string(),
+            ip: Some(self.info.peer.ip()),
+            detail,
+        };
+        let logged = tokio::task::spawn_blocking(move || store.log_event(&event)).await;
+        if !matches!(logged, Ok(Ok(()))) {
+            tracing::error!("could not write a rejection to the activity log");
         }
     }
 

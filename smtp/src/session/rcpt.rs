@@ -49,6 +49,8 @@ impl Session {
             }
             Resolution::NotLocal => {
                 tracing::info!(peer = %self.info.peer, rcpt = %to.address, "relay attempt refused");
+                self.log_rejection("smtp-relay-denied", format!("to <{}>", to.address))
+                    .await;
                 reply(554, "5.7.1", "Relay access denied")
             }
             Resolution::UnknownUser => reply(550, "5.1.1", "No such user here"),
