@@ -381,6 +381,27 @@ pub fn ensure_package(package: &str) -> Result<()> {
     }
 }
 
+/// Makes sure Postfix is installed, preseeding debconf so the install asks nothing
+/// (PEERS.md §1: "Local only").
+pub fn ensure_postfix() -> Result<PathBuf> {
+    if let Some(p) = which("postfix") {
+        return Ok(p);
+    }
+    use std::io::Write;
+    let mut preseed = Command::new("debconf-set-selections")
+        .stdin(Stdio::piped())
+        .spawn()?;
+    preseed
+        .stdin
+        .take()
+        .context("debconf-set-selections stdin")?
+        .write_all(b"postfix postfix/main_mailer_type select Local only\npostfix postfix/mailname string postern.test\n")?;
+    if !preseed.wait()?.success() {
+        bail!("debconf-set-selections failed");
+    }
+    ensure_tool("postfix", "postfix")
+}
+
 /// `apt-get install` one package (refreshing the package lists once if needed), one
 /// install at a time.
 fn apt_install(package: &str) -> Result<()> {
