@@ -323,6 +323,29 @@ async fn garbage_is_bounded() {
         }
     }
     assert!(closed, "10 MB without a line end must close the session");
+    // A long line that does end is answered, and the session goes on.
+    let mut s = f.session();
+    let (r, a) = say(
+        &mut s,
+        &[&b"NOOP "[..], &vec![b'A'; 5000], b"\r\n"].concat(),
+    )
+    .await;
+    assert_eq!(
+        (r.as_str(), a),
+        ("500 5.5.6 Line too long\r\n", Action::Continue)
+    );
+    for chunk in [vec![b'B'; 3000], vec![b'B'; 3000], b"\r\nNOOP\r\n".to_vec()] {
+        let (r, _) = say(&mut s, &chunk).await;
+        if chunk.ends_with(b"NOOP\r\n") {
+            assert_eq!(r, "500 5.5.6 Line too long\r\n250 2.0.0 OK\r\n");
+        }
+    }
+    let (r, _) = say(
+        &mut s,
+        b"EHLO a\r\nMAIL FROM:<\xff\xfe@b.test> SMTPUTF8\r\n",
+    )
+    .await;
+    assert!(r.ends_with("501 5.5.2 Invalid UTF-8 in command\r\n"), "{r}");
     let mut s = f.session();
     let (r, a) = say(&mut s, &b"JUNK\r\n".repeat(25)).await;
     assert_eq!(a, Action::Close);

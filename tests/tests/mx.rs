@@ -260,3 +260,107 @@ fn sigkill_during_deliveries_loses_no_acknowledged_message_and_leaves_no_partial
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(duplicated.is_empty(), "stored twice: {duplicated:?}");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn hostile_input_gets_clear_replies_or_a_clean_close_and_memory_stays_bounded() {
+    let setup = setup_with_alice();
+    let mut server = setup.serve().unwrap();
+    let pid = server.pid().unwrap();
+    let before = rss_kib(pid);
+    let script = r#"
+import socket, sys, time
+port = int(sys.argv[1])
+def conn():
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert s.recv(200).startswith(b"220")
+    return s
+def talk(s, data):
+    if data:
+        s.sendall(data)
+    time.sleep(0.2)
+    s.settimeout(5)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                out += b"<closed>"
+                break
+            out += chunk
+            if out.endswith(b"\r\n"):
+                s.settimeout(0.3)
+    except socket.timeout:
+        pass
+    return out.decode("latin-1")
+# 10 MB of garbage before EHLO, from 3 clients at once
+clients = [conn() for _ in range(3)]
+for c in clients:
+    try:
+        c.sendall(b"X" * (10 * 1024 * 1024))
+    except OSError:
+        pass
+for c in clients:
+    print("garbage:", talk(c, b"").replace("\r\n", " | "))
+s = conn()
+print("nul:", talk(s, b"EHLO a\r\nMA\x00IL FROM:<a@b.test>\r\n").splitlines()[-1])
+print("badutf8:", talk(s, b"MAIL FROM:<\xff\xfe@b.test> SMTPUTF8\r\n").strip())
+print("junk:", talk(s, b"RSET\r\n" + b"\x01\x02junk\r\n" * 3).strip().replace("\r\n", " | "))
+print("long:", talk(s, b"NOOP " + b"A" * 5000 + b"\r\n").strip())
+# An unterminated DATA, then the client goes away.
+s = conn()
+talk(s, b"EHLO a\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+s.sendall(b"Subject: never finished\r\n\r\nhalf a message\r\n")
+s.close()
+time.sleep(0.3)
+# The server still serves others.
+s = conn()
+print("after:", talk(s, b"EHLO a\r\nQUIT\r\n").replace("\r\n", " | "))
+"#;
+    let out = python(script, &[&setup.ports.smtp.port().to_string()]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in text.lines().filter(|l| l.starts_with("garbage:")) {
+        assert!(
+            line.contains("500 5.5.6 Line too long") && line.contains("<closed>"),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains("nul: 500 5.5.2 Command unrecognized"),
+        "{text}"
+    );
+    assert!(
+        text.contains("badutf8: 501 5.5.2 Invalid UTF-8 in command"),
+        "{text}"
+    );
+    assert!(text.contains("junk: 250 2.0.0 OK | 500 5.5.2"), "{text}");
+    assert!(text.contains("long: 500 5.5.6 Line too long"), "{text}");
+    assert!(text.contains("| 221 2.0.0 Bye | <closed>"), "{text}");
+    let list = setup
+        .cli_ok(&["mail", "list", "alice@example.test"], None)
+        .unwrap();
+    assert!(
+        !list.contains("never finished"),
+        "a half-received message must never appear: {list}"
+    );
+    let after = rss_kib(pid);
+    println!("server RSS: {before} KiB before, {after} KiB after 30 MB of garbage");
+    assert!(
+        after < before + 32 * 1024,
+        "memory grew from {before} KiB to {after} KiB"
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}

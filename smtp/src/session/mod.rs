@@ -26,6 +26,8 @@ use crate::config::Config;
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with CRLF; ESMTP
 /// parameters may extend it (RFC 1869 §4.1.2). smtp-proto parses up to 4096.
 const MAX_COMMAND_LINE: usize = 4096;
+/// An overlong line is read and dropped up to this length, then the session closes.
+const MAX_DISCARDED_LINE: usize = 64 * 1024;
 /// Unrecognised or malformed commands tolerated before the connection is closed.
 const MAX_BAD_COMMANDS: u32 = 20;
 
@@ -97,6 +99,7 @@ impl net::Protocol for Smtp {
             buf: Vec::new(),
             bad_commands: 0,
             bdat_refusal: None,
+            discarded: 0,
         }
     }
 
@@ -164,6 +167,8 @@ pub struct Session {
     bad_commands: u32,
     /// The refusal of the BDAT chunk being read, sent once it has arrived.
     bdat_refusal: Option<Vec<u8>>,
+    /// Bytes of an overlong command line dropped so far.
+    discarded: usize,
 }
 
 /// A reply with its enhanced status code (RFC 2034 / RFC 3463): every reply has one.
@@ -186,6 +191,14 @@ pub(crate) fn queue_id() -> String {
 
 impl Session {
     async fn command(&mut self, line: &[u8]) -> Output {
+        if std::str::from_utf8(line).is_err() {
+            // RFC 6531 §3.3: commands are UTF-8; anything else is malformed.
+            return self.bad(Output::reply(reply(
+                501,
+                "5.5.2",
+                "Invalid UTF-8 in command",
+            )));
+        }
         let parsed = if line.contains(&0) {
             Err(smtp_proto::Error::UnknownCommand)
         } else {
@@ -356,16 +369,21 @@ impl net::Session for Session {
             }
             let Some(pos) = self.buf.iter().position(|b| *b == b'\n') else {
                 if self.buf.len() > MAX_COMMAND_LINE {
-                    // No line end in sight: refuse to buffer more.
+                    // Too long already: drop it (memory stays bounded) and answer
+                    // when the line ends; a line that never ends closes the session.
+                    self.discarded += self.buf.len();
                     self.buf.clear();
-                    out.extend(reply(500, "5.5.6", "Line too long"));
-                    out.extend(reply(421, "4.7.0", "Closing connection"));
-                    return Output::close(out);
+                    if self.discarded > MAX_DISCARDED_LINE {
+                        out.extend(reply(500, "5.5.6", "Line too long"));
+                        out.extend(reply(421, "4.7.0", "Closing connection"));
+                        return Output::close(out);
+                    }
                 }
                 break;
             };
             let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            let step = if line.len() > MAX_COMMAND_LINE {
+            let overlong = std::mem::take(&mut self.discarded) > 0;
+            let step = if overlong || line.len() > MAX_COMMAND_LINE {
                 let r = reply(500, "5.5.6", "Line too long");
                 self.bad(Output::reply(r))
             } else {
