@@ -124,6 +124,7 @@ async fn serve(config: Config) -> Result<()> {
         config: config.smtp.clone(),
         store: store.clone(),
         stats: Default::default(),
+        auth: auth.clone(),
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

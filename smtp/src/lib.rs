@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod identity;
 pub mod session;
 
 pub use config::{Config, SpamConfig, SubmissionConfig};

@@ -18,9 +18,10 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     store.add_domain("example.test").unwrap();
+    let hash = common::auth::hash_password("Secret-Pass-1").unwrap();
     for user in ["alice", "bob"] {
         store
-            .add_account(&format!("{user}@example.test"), "$argon2id$x")
+            .add_account(&format!("{user}@example.test"), &hash)
             .unwrap();
     }
     store
@@ -39,6 +40,10 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         config,
         store: store.clone(),
         stats: Default::default(),
+        auth: Arc::new(store::login::Authenticator::new(
+            store.clone(),
+            &Default::default(),
+        )),
     });
     Fixture {
         _dir: dir,
@@ -57,14 +62,23 @@ impl Fixture {
     }
 
     fn session(&self) -> Session {
+        self.session_on(&self.smtp, false)
+    }
+
+    /// A submission session, already under TLS (port 465) or not yet (587).
+    fn submission(&self, tls: bool) -> Session {
+        self.session_on(&Smtp::new(self.context.clone(), Mode::Submission), tls)
+    }
+
+    fn session_on(&self, smtp: &Smtp, tls: bool) -> Session {
         let info = ConnInfo {
             peer: "192.0.2.1:1234".parse().unwrap(),
             local: "192.0.2.2:25".parse().unwrap(),
             listener: "smtp",
-            tls: false,
-            starttls: true,
+            tls,
+            starttls: !tls,
         };
-        let mut s = self.smtp.open(&info);
+        let mut s = smtp.open(&info);
         assert!(
             String::from_utf8(s.greeting())
                 .unwrap()
@@ -352,5 +366,107 @@ async fn garbage_is_bounded() {
     assert!(
         r.ends_with("421 4.7.0 Too many errors, closing connection\r\n"),
         "{r}"
+    );
+}
+
+fn plain(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+#[tokio::test]
+async fn submission_needs_tls_then_auth_and_nobody_sends_as_anybody_else() {
+    let f = fixture(100, 1 << 20);
+    // Before TLS: no AUTH offered, AUTH and MAIL refused.
+    let mut s = f.submission(false);
+    let (r, _) = say(&mut s, b"EHLO c\r\n").await;
+    assert!(!r.contains("AUTH"), "{r}");
+    let (r, _) = say(
+        &mut s,
+        format!(
+            "AUTH PLAIN {}\r\n",
+            plain("alice@example.test", "Secret-Pass-1")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r, "530 5.7.0 Must issue a STARTTLS command first\r\n");
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice@example.test>\r\n").await;
+    assert_eq!(r, "530 5.7.0 Authentication required\r\n");
+
+    let mut s = f.submission(true);
+    let (r, _) = say(&mut s, b"EHLO c\r\n").await;
+    assert!(
+        r.contains("250-AUTH PLAIN LOGIN\r\n") || r.contains("250 AUTH PLAIN LOGIN\r\n"),
+        "{r}"
+    );
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice@example.test>\r\n").await;
+    assert_eq!(r, "530 5.7.0 Authentication required\r\n");
+    let (r, _) = say(
+        &mut s,
+        format!(
+            "AUTH PLAIN {}\r\n",
+            plain("alice@example.test", "Wrong-Pass-1")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r, "535 5.7.8 Authentication credentials invalid\r\n");
+    // LOGIN with continuations, then cancelled; then PLAIN without an initial response.
+    let (r, _) = say(&mut s, b"AUTH LOGIN\r\n").await;
+    assert_eq!(r, "334 VXNlcm5hbWU6\r\n");
+    let (r, _) = say(&mut s, b"*\r\n").await;
+    assert_eq!(r, "501 5.0.0 Authentication cancelled\r\n");
+    let (r, _) = say(&mut s, b"AUTH PLAIN\r\n").await;
+    assert_eq!(r, "334 \r\n");
+    let (r, _) = say(
+        &mut s,
+        format!("{}\r\n", plain("Alice@Example.test", "Secret-Pass-1")).as_bytes(),
+    )
+    .await;
+    assert_eq!(r, "235 2.7.0 Authentication successful\r\n");
+
+    let (r, _) = say(&mut s, b"MAIL FROM:<bob@example.test>\r\n").await;
+    assert_eq!(
+        r,
+        "550 5.7.1 Sender address <bob@example.test> is not yours\r\n"
+    );
+    let (r, _) = say(&mut s, b"MAIL FROM:<>\r\n").await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice+lists@example.test>\r\nRCPT TO:<someone@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").await;
+    assert_eq!(codes(&r), ["250", "451", "250", "354"], "{r}");
+    let (r, _) = say(
+        &mut s,
+        b"From: Bob <bob@example.test>\r\nSubject: forged\r\n\r\nx\r\n.\r\n",
+    )
+    .await;
+    assert_eq!(
+        r,
+        "550 5.7.1 From: address <bob@example.test> is not yours\r\n"
+    );
+    assert!(f.inbox("bob").is_empty());
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: Alice <alice@example.test>\r\nSubject: real\r\n\r\nx\r\n.\r\n").await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as ")
+            || r.contains("\r\n250 2.0.0 Message accepted as "),
+        "{r}"
+    );
+    assert_eq!(f.inbox("bob").len(), 1);
+    // An alias that delivers to alice is hers to send as.
+    f.store
+        .add_alias("sales@example.test", &["alice@example.test".into()])
+        .unwrap();
+    let (r, _) = say(&mut s, b"MAIL FROM:<sales@example.test>\r\n").await;
+    assert!(r.starts_with("250"), "{r}");
+    let actions: Vec<String> = f
+        .store
+        .events(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.action)
+        .collect();
+    assert!(
+        actions.contains(&"login-failed".to_string()) && actions.contains(&"login".to_string()),
+        "{actions:?}"
     );
 }

@@ -102,6 +102,11 @@ impl Session {
                 "Message contains a bare CR or LF (RFC 5321 section 2.3.8)",
             );
         }
+        if let Some(account) = self.user.clone()
+            && let Some(refusal) = check_from(&self.context.store, account, &txn.body).await
+        {
+            return refusal;
+        }
         let id = queue_id();
         let message = [self.received_header(&txn, &id).into_bytes(), txn.body].concat();
         let store = self.context.store.clone();
@@ -157,6 +162,42 @@ impl Session {
             "Received: from {helo} ([{literal}])\r\n\tby {} (Postern) with {protocol} id {id}{for_clause};\r\n\t{date}\r\n",
             self.context.hostname
         )
+    }
+}
+
+/// Submission: every address in From: must be the user's (RFC 5322 §3.6.2; nobody
+/// sends as anybody else).
+async fn check_from(
+    store: &std::sync::Arc<store::Store>,
+    account: store::Account,
+    message: &[u8],
+) -> Option<Vec<u8>> {
+    let from = crate::identity::from_addresses(message);
+    if from.is_empty() {
+        return Some(reply(550, "5.6.0", "The message has no From: address"));
+    }
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        for address in &from {
+            if !crate::identity::may_send_as(&store, &account, address)? {
+                return Ok(Some(address.clone()));
+            }
+        }
+        Ok::<_, store::Error>(None)
+    })
+    .await;
+    match result {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(address))) => Some(reply(
+            550,
+            "5.7.1",
+            &format!("From: address <{address}> is not yours"),
+        )),
+        _ => Some(reply(
+            451,
+            "4.3.0",
+            "Temporary lookup failure, try again later",
+        )),
     }
 }
 

@@ -26,8 +26,9 @@ impl Session {
         if self.info.starttls && !self.tls {
             lines.push("STARTTLS".into()); // RFC 3207
         }
-        if self.mode == Mode::Submission {
-            // AUTH arrives with the submission issue.
+        // RFC 4954: AUTH only where the password cannot be read off the wire.
+        if self.mode == Mode::Submission && self.tls && self.user.is_none() {
+            lines.push("AUTH PLAIN LOGIN".into());
         }
         let last = lines.len() - 1;
         lines

@@ -6,14 +6,7 @@ use super::{Mode, Session, Transaction, reply};
 
 impl Session {
     /// MAIL FROM:<reverse-path> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8].
-    pub(super) fn handle_mail(&mut self, from: MailFrom<String>) -> Vec<u8> {
-        if self.mode == Mode::Submission {
-            return reply(
-                451,
-                "4.3.2",
-                "Submission is not available yet, try again later",
-            );
-        }
+    pub(super) async fn handle_mail(&mut self, from: MailFrom<String>) -> Vec<u8> {
         if self.helo.is_none() {
             return reply(503, "5.5.1", "Send EHLO or HELO first");
         }
@@ -37,11 +30,46 @@ impl Session {
         if !smtputf8 && !from.address.is_ascii() {
             return reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8");
         }
+        if self.mode == Mode::Submission
+            && let Some(refusal) = self.check_sender(&from.address).await
+        {
+            return refusal;
+        }
         self.transaction = Some(Transaction {
             mail_from: from.address,
             smtputf8,
             ..Transaction::default()
         });
         reply(250, "2.1.0", "Sender OK")
+    }
+
+    /// Submission: the session must be authenticated, and the envelope sender must be
+    /// the user's own (RFC 6409 §6.1; nobody sends as anybody else).
+    async fn check_sender(&self, address: &str) -> Option<Vec<u8>> {
+        let Some(account) = self.user.clone() else {
+            return Some(reply(530, "5.7.0", "Authentication required"));
+        };
+        if address.is_empty() {
+            return Some(reply(550, "5.7.1", "The null sender is not yours to use"));
+        }
+        let store = self.context.store.clone();
+        let owned = address.to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            crate::identity::may_send_as(&store, &account, &owned)
+        })
+        .await;
+        match result {
+            Ok(Ok(true)) => None,
+            Ok(Ok(false)) => Some(reply(
+                550,
+                "5.7.1",
+                &format!("Sender address <{address}> is not yours"),
+            )),
+            _ => Some(reply(
+                451,
+                "4.3.0",
+                "Temporary lookup failure, try again later",
+            )),
+        }
     }
 }

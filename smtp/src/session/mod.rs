@@ -3,10 +3,11 @@
 //!
 //! The MX side is complete for receiving: EHLO/HELO, MAIL, RCPT, DATA, BDAT (RFC 3030),
 //! RSET, NOOP, HELP, VRFY/EXPN (252), QUIT, STARTTLS (RFC 3207), with PIPELINING,
-//! 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES and CHUNKING. Submission (AUTH,
-//! sender identity) is the submission issue's: until then its mail commands answer
-//! `451 4.3.2`.
+//! 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES and CHUNKING. Submission adds AUTH
+//! PLAIN/LOGIN under TLS only, and the sender checks (MAIL FROM and From: must be the
+//! user's); its remote recipients wait for the outbound queue (`451 4.4.0`).
 
+mod auth;
 mod data;
 mod ehlo;
 mod mail;
@@ -51,6 +52,8 @@ pub struct Context {
     pub store: Arc<Store>,
     /// Counters of what happened to messages, for metrics.
     pub stats: Stats,
+    /// Checks submission logins (limiter, activity log).
+    pub auth: Arc<store::login::Authenticator>,
 }
 
 /// Message counters since start (read by the metrics endpoint of a later issue).
@@ -100,6 +103,8 @@ impl net::Protocol for Smtp {
             bad_commands: 0,
             bdat_refusal: None,
             discarded: 0,
+            user: None,
+            sasl: None,
         }
     }
 
@@ -169,6 +174,10 @@ pub struct Session {
     bdat_refusal: Option<Vec<u8>>,
     /// Bytes of an overlong command line dropped so far.
     discarded: usize,
+    /// The authenticated account (submission).
+    user: Option<store::Account>,
+    /// A SASL exchange waiting for the client's next line.
+    sasl: Option<auth::Sasl>,
 }
 
 /// A reply with its enhanced status code (RFC 2034 / RFC 3463): every reply has one.
@@ -218,7 +227,7 @@ impl Session {
                 self.bad(Output::reply(reply(500, "5.5.1", "LHLO is for LMTP")))
             }
             Request::StartTls => self.handle_starttls(),
-            Request::Mail { from } => Output::reply(self.handle_mail(from)),
+            Request::Mail { from } => Output::reply(self.handle_mail(from).await),
             Request::Rcpt { to } => Output::reply(self.handle_rcpt(to).await),
             Request::Data => Output::reply(self.handle_data()),
             Request::Bdat {
@@ -240,14 +249,10 @@ impl Session {
                 "Cannot verify the address, send some mail",
             )),
             Request::Quit => Output::close(reply(221, "2.0.0", "Bye")),
-            Request::Auth { .. } => Output::reply(match self.mode {
-                Mode::Mx => reply(503, "5.5.1", "AUTH is offered on the submission ports only"),
-                Mode::Submission => reply(
-                    451,
-                    "4.3.2",
-                    "Submission is not available yet, try again later",
-                ),
-            }),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => Output::reply(self.handle_auth(mechanism, &initial_response).await),
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => self.bad(
                 Output::reply(reply(502, "5.5.1", "Command not implemented")),
             ),
@@ -383,7 +388,9 @@ impl net::Session for Session {
             };
             let line: Vec<u8> = self.buf.drain(..=pos).collect();
             let overlong = std::mem::take(&mut self.discarded) > 0;
-            let step = if overlong || line.len() > MAX_COMMAND_LINE {
+            let step = if self.sasl.is_some() && !overlong {
+                Output::reply(self.sasl_response(&line).await)
+            } else if overlong || line.len() > MAX_COMMAND_LINE {
                 let r = reply(500, "5.5.6", "Line too long");
                 self.bad(Output::reply(r))
             } else {
@@ -403,6 +410,8 @@ impl net::Session for Session {
     fn tls_started(&mut self) {
         // RFC 3207 §4.2: forget what the client said before TLS; it must EHLO again.
         self.tls = true;
+        self.user = None;
+        self.sasl = None;
         self.helo = None;
         self.esmtp = false;
         self.transaction = None;

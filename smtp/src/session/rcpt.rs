@@ -47,6 +47,11 @@ impl Session {
                 txn.recipients.push(to.address);
                 reply(250, "2.1.5", "Recipient OK")
             }
+            Resolution::NotLocal if self.user.is_some() => reply(
+                451,
+                "4.4.0",
+                "Sending to remote domains is not available yet, try again later",
+            ),
             Resolution::NotLocal => {
                 tracing::info!(peer = %self.info.peer, rcpt = %to.address, "relay attempt refused");
                 self.log_rejection("smtp-relay-denied", format!("to <{}>", to.address))

@@ -1,0 +1,50 @@
+//! Who may send as which address on submission: nobody sends as anybody else.
+
+use store::{Account, Store};
+
+/// Whether `account` may use `address` as its envelope or From: address: its own
+/// address, a `+tag` variant of it, or an alias that delivers to it.
+pub fn may_send_as(store: &Store, account: &Account, address: &str) -> Result<bool, store::Error> {
+    let Ok(address) = store::normalize_address(address) else {
+        return Ok(false);
+    };
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Ok(false);
+    };
+    let mut candidates = vec![address.clone()];
+    if let Some((base, _)) = local.split_once('+')
+        && !base.is_empty()
+    {
+        candidates.push(format!("{base}@{domain}"));
+    }
+    for candidate in candidates {
+        if candidate == account.email {
+            return Ok(true);
+        }
+        if let Some(alias) = store.alias(&candidate)?
+            && alias
+                .targets
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&account.email))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The addresses in a message's From: header (RFC 5322 §3.6.2), lower-cased.
+pub fn from_addresses(message: &[u8]) -> Vec<String> {
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
+        return Vec::new();
+    };
+    parsed
+        .from()
+        .map(|from| {
+            from.iter()
+                .filter_map(|a| a.address())
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default()
+}
