@@ -5,6 +5,7 @@
 
 pub mod keys;
 pub mod records;
+pub mod sign;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

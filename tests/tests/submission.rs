@@ -132,6 +132,72 @@ fn swaks_submits_with_auth_over_tls_only_and_as_itself_only() {
         2,
         "{list}"
     );
+    // Every submitted message is DKIM-signed, Ed25519 and RSA, and an independent
+    // verifier (dkimpy) accepts both signatures against the records we publish.
+    ensure_package("python3-dkim").unwrap();
+    ensure_package("python3-nacl").unwrap();
+    let records = setup.dir.path().join("records.txt");
+    std::fs::write(
+        &records,
+        setup
+            .cli_ok(&["dns", "records", "example.test"], None)
+            .unwrap(),
+    )
+    .unwrap();
+    let uid = list
+        .lines()
+        .find(|l| l.contains("\tsubmitted"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+    let message = setup.dir.path().join("signed.eml");
+    std::fs::write(
+        &message,
+        setup
+            .cli_ok(&["mail", "show", "bob@example.test", &uid], None)
+            .unwrap(),
+    )
+    .unwrap();
+    let verify = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            DKIMPY_VERIFY,
+            &records.to_string_lossy(),
+            &message.to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    let verdicts = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{verdicts}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        verdicts.contains("ed25519-sha256 pass") && verdicts.contains("rsa-sha256 pass"),
+        "{verdicts}"
+    );
+    // The body changed after signing: both fail.
+    let tampered = std::fs::read_to_string(&message).unwrap() + "One more line.\r\n";
+    std::fs::write(&message, tampered).unwrap();
+    let verify = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            DKIMPY_VERIFY,
+            &records.to_string_lossy(),
+            &message.to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    let verdicts = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verdicts.contains("ed25519-sha256 fail") && verdicts.contains("rsa-sha256 fail"),
+        "{verdicts}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
     let log = setup.cli_ok(&["log"], None).unwrap();
     assert!(
         log.contains("127.0.0.1 alice@example.test login submission"),
@@ -150,3 +216,27 @@ fn swaks_submits_with_auth_over_tls_only_and_as_itself_only() {
         Some(0)
     );
 }
+
+/// dkimpy (Debian's python3-dkim) verifying each DKIM-Signature of a message, with the
+/// keys taken from `postern dns records` output instead of live DNS.
+const DKIMPY_VERIFY: &str = r#"
+import re, sys, dkim
+keys = {}
+for line in open(sys.argv[1]):
+    f = line.split(" ", 4)
+    if len(f) == 5 and f[3] == "TXT" and "._domainkey." in f[0]:
+        keys[f[0].rstrip(".").lower()] = "".join(re.findall(r'"([^"]*)"', f[4])).encode()
+def dnsfunc(name, timeout=5):
+    return keys.get(name.decode().rstrip(".").lower())
+msg = open(sys.argv[2], "rb").read()
+d = dkim.DKIM(msg)
+headers = [v for k, v in dkim.rfc822_parse(msg)[0] if k.lower() == b"dkim-signature"]
+for i, h in enumerate(headers):
+    algo = re.search(rb"a=([^;]+);", h.replace(b"\r\n", b"").replace(b"\t", b"")).group(1).strip().decode()
+    try:
+        ok = d.verify(idx=i, dnsfunc=dnsfunc)
+    except dkim.ValidationError as e:
+        ok = False
+        print(algo, "error:", e, file=sys.stderr)
+    print(algo, "pass" if ok else "fail")
+"#;

@@ -108,7 +108,24 @@ impl Session {
             return refusal;
         }
         let id = queue_id();
-        let message = [self.received_header(&txn, &id).into_bytes(), txn.body].concat();
+        // Submission: every message is DKIM-signed with its From domain's active keys.
+        let signatures = if self.user.is_some() {
+            match sign(&self.context.store, &txn.body).await {
+                Ok(headers) => headers,
+                Err(e) => {
+                    tracing::error!(id, error = %e, "DKIM signing failed");
+                    return reply(451, "4.3.0", "Signing failed, try again later");
+                }
+            }
+        } else {
+            String::new()
+        };
+        let message = [
+            self.received_header(&txn, &id).into_bytes(),
+            signatures.into_bytes(),
+            txn.body,
+        ]
+        .concat();
         let store = self.context.store.clone();
         let accounts = txn.accounts.clone();
         let delivered = tokio::task::spawn_blocking(move || {
@@ -199,6 +216,41 @@ async fn check_from(
             "Temporary lookup failure, try again later",
         )),
     }
+}
+
+/// The DKIM-Signature headers for a submitted message: one per active key of the
+/// domain of its (already checked) From: address.
+async fn sign(store: &std::sync::Arc<store::Store>, message: &[u8]) -> Result<String, String> {
+    let Some(domain) = crate::identity::from_addresses(message)
+        .first()
+        .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()))
+    else {
+        return Err("no From: address".into());
+    };
+    let store = store.clone();
+    let message = message.to_vec();
+    let signed = tokio::task::spawn_blocking(move || {
+        let keys: Vec<dkim::sign::SigningKey> = store
+            .dkim_keys(&domain)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|k| k.active)
+            .filter_map(|k| {
+                Some(dkim::sign::SigningKey {
+                    algorithm: dkim::keys::Algorithm::from_key_type(&k.algorithm)?,
+                    domain: k.domain,
+                    selector: k.selector,
+                    private_key_pem: k.private_key_pem,
+                })
+            })
+            .collect();
+        if keys.is_empty() {
+            tracing::warn!(%domain, "no active DKIM key: the message goes out unsigned");
+        }
+        dkim::sign::sign(&message, &keys).map_err(|e| e.to_string())
+    })
+    .await;
+    signed.map_err(|e| e.to_string())?
 }
 
 /// The offset of the first LF not preceded by CR, or CR not followed by LF.
