@@ -119,12 +119,24 @@ async fn serve(config: Config) -> Result<()> {
     ));
 
     let driver = Driver::new(&config.net, Some(tls.clone()));
+    let dnsbl = if config.spam.dnsbl.is_empty() {
+        None
+    } else {
+        let resolver =
+            common::dns::resolver(&config.dns).context("the DNS resolver for [spam] dnsbl")?;
+        Some(smtp::inbound::dnsbl::Dnsbl::new(
+            resolver,
+            config.spam.dnsbl.clone(),
+            config.spam.trusted_networks.clone(),
+        ))
+    };
     let smtp_context = Arc::new(smtp::session::Context {
         hostname: config.hostname.clone(),
         config: config.smtp.clone(),
         store: store.clone(),
         stats: Default::default(),
         auth: auth.clone(),
+        dnsbl,
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

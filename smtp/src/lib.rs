@@ -5,6 +5,7 @@
 pub mod config;
 pub mod delivery;
 pub mod identity;
+pub mod inbound;
 pub mod session;
 
 pub use config::{Config, SpamConfig, SubmissionConfig};

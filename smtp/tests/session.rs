@@ -44,6 +44,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
             store.clone(),
             &Default::default(),
         )),
+        dnsbl: None,
     });
     Fixture {
         _dir: dir,

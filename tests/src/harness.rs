@@ -53,10 +53,30 @@ fn build() -> Result<PathBuf> {
     bail!("cargo build did not report the postern executable")
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: another process could take it
-/// in between, which on a test machine does not happen in practice).
+/// A free TCP port on 127.0.0.1 for a listener of ours. Ports come from a counter
+/// below the kernel's ephemeral range (32768+), so neither another test's port nor an
+/// outgoing connection's source port can take one between this check and the bind;
+/// each test binary starts at its own offset.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 120) as u16 * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..1000 {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port >= 32_000 {
+            NEXT.store(20_000, Ordering::SeqCst);
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port found in 20000-32000")
 }
 
 /// Runs `postern ARGS` with `stdin` and returns its output.
@@ -194,9 +214,7 @@ listen_tls = ["{imaps}"]
 [managesieve]
 listen = ["{managesieve}"]
 
-[dns]
-nameservers = ["127.0.0.1:9"]
-timeout_seconds = 1
+{dns}
 {extra}
 "#,
             data = self.data_dir.display(),
@@ -205,6 +223,13 @@ timeout_seconds = 1
             submissions = p.submissions,
             imaps = p.imaps,
             managesieve = p.managesieve,
+            // Never the host's resolver (it is off this machine): a dead loopback port
+            // unless the test brings its own DNS.
+            dns = if extra.contains("[dns]") {
+                ""
+            } else {
+                "[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout_seconds = 1\n"
+            },
         );
         std::fs::write(&self.config, text)?;
         Ok(())

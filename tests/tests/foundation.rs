@@ -496,7 +496,7 @@ fn swaks_gets_starttls_on_the_mx_port() {
     );
     assert!(
         text.contains("<-  220 2.0.0 Ready to start TLS")
-            && text.contains("<~  250 ENHANCEDSTATUSCODES"),
+            && text.contains("<~  250-ENHANCEDSTATUSCODES"),
         "{text}"
     );
     assert!(

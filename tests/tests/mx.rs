@@ -364,3 +364,93 @@ print("after:", talk(s, b"EHLO a\r\nQUIT\r\n").replace("\r\n", " | "))
         Some(0)
     );
 }
+
+#[test]
+fn dnsbl_listed_clients_are_refused_naming_the_zone_and_refusal_codes_are_not_listings() {
+    let dns = tests::dns::TestDns::start(&tests::dns::standard_zones()).unwrap();
+    let extra = format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout_seconds = 2\n\n[spam]\ndnsbl = [\"dnsbl.test\"]\ntrusted_networks = []\n",
+        dns.addr()
+    );
+    let mut setup = Setup::quickstart(ADMIN, &extra).unwrap();
+    setup
+        .cli_ok(
+            &["user", "add", "alice@example.test", "--password-stdin"],
+            Some("Alice-Pass-1\n"),
+        )
+        .unwrap();
+    let mut server = setup.serve().unwrap();
+    let script = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+for source in sys.argv[2:]:
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    s.ehlo("client.test")
+    code, msg = s.mail("someone@remote.test")
+    print(source, code, msg.decode())
+    s.quit()
+"#;
+    let port = setup.ports.smtp.port().to_string();
+    // 127.0.0.2: listed (127.0.0.2 + TXT); .10: answered 127.255.255.254 (a Spamhaus
+    // refusal code, not a listing); .3: NXDOMAIN.
+    let out = python(
+        script,
+        &[&port, "127.0.0.2", "127.0.0.10", "127.0.0.3", "127.0.0.2"],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "127.0.0.2 554 5.7.1 Service unavailable; client [127.0.0.2] blocked using dnsbl.test: listed: test"
+    );
+    assert_eq!(lines[1], "127.0.0.10 250 2.1.0 Sender OK");
+    assert_eq!(lines[2], "127.0.0.3 250 2.1.0 Sender OK");
+    assert!(lines[3].starts_with("127.0.0.2 554 5.7.1"), "{text}");
+    let log = server.log();
+    assert_eq!(
+        log.matches("the block list refuses our queries").count(),
+        1,
+        "warned once:\n{log}"
+    );
+    let activity = setup.cli_ok(&["log"], None).unwrap();
+    assert!(
+        activity.contains(
+            "127.0.0.2 <someone@remote.test> smtp-dnsbl listed by dnsbl.test (127.0.0.2)"
+        ),
+        "{activity}"
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+
+    // The DNS server gone: lookups fail, and mail is accepted (fail open).
+    drop(dns);
+    let mut server = setup.serve().unwrap();
+    let out = python(script, &[&port, "127.0.0.4"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("127.0.0.4 250 2.1.0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+
+    // Loopback is trusted by default: never looked up.
+    setup.write_config("").unwrap();
+    let mut server = setup.serve().unwrap();
+    let out = python(script, &[&port, "127.0.0.2"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.2 250 2.1.0"));
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}

@@ -3,6 +3,7 @@
 use smtp_proto::{MAIL_SMTPUTF8, MailFrom};
 
 use super::{Mode, Session, Transaction, reply};
+use crate::inbound::dnsbl::Listing;
 
 impl Session {
     /// MAIL FROM:<reverse-path> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8].
@@ -32,6 +33,11 @@ impl Session {
         }
         if self.mode == Mode::Submission
             && let Some(refusal) = self.check_sender(&from.address).await
+        {
+            return refusal;
+        }
+        if self.mode == Mode::Mx
+            && let Some(refusal) = self.check_dnsbl(&from.address).await
         {
             return refusal;
         }
@@ -70,6 +76,41 @@ impl Session {
                 "4.3.0",
                 "Temporary lookup failure, try again later",
             )),
+        }
+    }
+
+    /// The MX refuses clients listed by a DNS block list, naming the list, before any
+    /// mail is accepted; the lookup is made once per session.
+    async fn check_dnsbl(&mut self, sender: &str) -> Option<Vec<u8>> {
+        let dnsbl = self.context.dnsbl.as_ref()?;
+        let ip = self.info.peer.ip();
+        let listing = match &self.dnsbl {
+            Some(l) => l.clone(),
+            None => {
+                let l = dnsbl.check(ip).await;
+                self.dnsbl = Some(l.clone());
+                if let Listing::Listed { zone, code, .. } = &l {
+                    tracing::info!(%ip, zone, %code, "client listed by a DNSBL: refused");
+                    self.log_rejection(
+                        Some(sender),
+                        "smtp-dnsbl",
+                        format!("listed by {zone} ({code})"),
+                    )
+                    .await;
+                }
+                l
+            }
+        };
+        match listing {
+            Listing::Listed { zone, reason, .. } => {
+                let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+                Some(reply(
+                    554,
+                    "5.7.1",
+                    &format!("Service unavailable; client [{ip}] blocked using {zone}{reason}"),
+                ))
+            }
+            Listing::NotListed => None,
         }
     }
 }

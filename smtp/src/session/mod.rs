@@ -54,6 +54,8 @@ pub struct Context {
     pub stats: Stats,
     /// Checks submission logins (limiter, activity log).
     pub auth: Arc<store::login::Authenticator>,
+    /// The DNS block lists of `[spam] dnsbl` (None: no check).
+    pub dnsbl: Option<crate::inbound::dnsbl::Dnsbl>,
 }
 
 /// Message counters since start (read by the metrics endpoint of a later issue).
@@ -105,6 +107,7 @@ impl net::Protocol for Smtp {
             discarded: 0,
             user: None,
             sasl: None,
+            dnsbl: None,
         }
     }
 
@@ -178,6 +181,8 @@ pub struct Session {
     user: Option<store::Account>,
     /// A SASL exchange waiting for the client's next line.
     sasl: Option<auth::Sasl>,
+    /// The DNSBL verdict on this client, looked up at its first MAIL.
+    dnsbl: Option<crate::inbound::dnsbl::Listing>,
 }
 
 /// A reply with its enhanced status code (RFC 2034 / RFC 3463): every reply has one.
@@ -277,14 +282,13 @@ impl Session {
 
     /// Records a policy refusal: the counter, and an activity-log entry with the
     /// client's IP and the reason.
-    pub(crate) async fn log_rejection(&self, action: &str, detail: String) {
+    /// `sender` is the envelope sender tried (default: the transaction's).
+    pub(crate) async fn log_rejection(&self, sender: Option<&str>, action: &str, detail: String) {
         Stats::count(&self.context.stats.rejected);
         let store = self.context.store.clone();
+        let sender = sender.or(self.transaction.as_ref().map(|t| t.mail_from.as_str()));
         let event = store::AuditEvent {
-            actor: self
-                .transaction
-                .as_ref()
-                .map_or_else(|| "-".to_string(), |t| format!("<{}>", t.mail_from)),
+            actor: sender.map_or_else(|| "-".to_string(), |s| format!("<{s}>")),
             action: action.to_string(),
             ip: Some(self.info.peer.ip()),
             detail,

@@ -54,7 +54,7 @@ impl Session {
             ),
             Resolution::NotLocal => {
                 tracing::info!(peer = %self.info.peer, rcpt = %to.address, "relay attempt refused");
-                self.log_rejection("smtp-relay-denied", format!("to <{}>", to.address))
+                self.log_rejection(None, "smtp-relay-denied", format!("to <{}>", to.address))
                     .await;
                 reply(554, "5.7.1", "Relay access denied")
             }
