@@ -49,11 +49,11 @@ impl Config {
 #[error("DNS resolver setup failed: {0}")]
 pub struct Error(String);
 
-/// Builds the resolver `[dns]` describes.
-pub fn resolver(config: &Config) -> Result<TokioResolver, Error> {
-    let provider = TokioRuntimeProvider::default();
-    let mut builder = if config.nameservers.is_empty() {
-        TokioResolver::builder(provider).map_err(|e| Error(e.to_string()))?
+/// The hickory resolver configuration `[dns]` describes (for components, like
+/// mail-auth, that build their own resolver from it).
+pub fn resolver_config(config: &Config) -> Result<(ResolverConfig, ResolverOpts), Error> {
+    let (resolver_config, mut options) = if config.nameservers.is_empty() {
+        hickory_resolver::system_conf::read_system_conf().map_err(|e| Error(e.to_string()))?
     } else {
         let servers = config
             .nameservers
@@ -66,10 +66,21 @@ pub fn resolver(config: &Config) -> Result<TokioResolver, Error> {
                 server
             })
             .collect();
-        TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+        (
+            ResolverConfig::from_name_servers(servers),
+            ResolverOpts::default(),
+        )
     };
-    let options: &mut ResolverOpts = builder.options_mut();
     options.timeout = Duration::from_secs(config.timeout_seconds.max(1));
     options.attempts = 2;
-    builder.build().map_err(|e| Error(e.to_string()))
+    Ok((resolver_config, options))
+}
+
+/// Builds the resolver `[dns]` describes.
+pub fn resolver(config: &Config) -> Result<TokioResolver, Error> {
+    let (resolver_config, options) = resolver_config(config)?;
+    TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
+        .with_options(options)
+        .build()
+        .map_err(|e| Error(e.to_string()))
 }

@@ -137,6 +137,10 @@ async fn serve(config: Config) -> Result<()> {
         stats: Default::default(),
         auth: auth.clone(),
         dnsbl,
+        verifier: Some(
+            smtp::inbound::auth_results::Verifier::new(&config.dns, &config.hostname)
+                .context("setting up SPF/DKIM/DMARC verification")?,
+        ),
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

@@ -45,6 +45,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
             &Default::default(),
         )),
         dnsbl: None,
+        verifier: None,
     });
     Fixture {
         _dir: dir,

@@ -145,6 +145,9 @@ pub struct Setup {
     pub password: String,
     /// What quickstart printed.
     pub quickstart_output: String,
+    /// The loopback DNS server the configuration points at (standard test zones),
+    /// unless a test brings its own `[dns]`.
+    pub dns: crate::dns::TestDns,
 }
 
 impl Setup {
@@ -186,6 +189,7 @@ impl Setup {
             admin: admin.to_string(),
             password,
             quickstart_output: text,
+            dns: crate::dns::TestDns::start(&crate::dns::standard_zones())?,
         };
         setup.write_config(extra)?;
         Ok(setup)
@@ -223,12 +227,15 @@ listen = ["{managesieve}"]
             submissions = p.submissions,
             imaps = p.imaps,
             managesieve = p.managesieve,
-            // Never the host's resolver (it is off this machine): a dead loopback port
-            // unless the test brings its own DNS.
+            // Never the host's resolver (it is off this machine): our loopback test
+            // DNS, unless the test brings its own.
             dns = if extra.contains("[dns]") {
-                ""
+                String::new()
             } else {
-                "[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout_seconds = 1\n"
+                format!(
+                    "[dns]\nnameservers = [\"{}\"]\ntimeout_seconds = 1\n",
+                    self.dns.addr()
+                )
             },
         );
         std::fs::write(&self.config, text)?;

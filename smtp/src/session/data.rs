@@ -5,6 +5,7 @@ use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 
 use super::{Input, Session, Transaction, queue_id, reply};
 use crate::delivery;
+use crate::inbound::auth_results::DmarcAction;
 
 impl Session {
     /// DATA: after 354 the message follows, ending with CRLF.CRLF.
@@ -72,7 +73,7 @@ impl Session {
             self.transaction = None;
             return refusal;
         }
-        let Some(txn) = self.transaction.take() else {
+        let Some(mut txn) = self.transaction.take() else {
             return reply(503, "5.5.1", "Send MAIL first");
         };
         if txn.bdat_failed {
@@ -120,16 +121,53 @@ impl Session {
         } else {
             String::new()
         };
+        // The MX: SPF, DKIM, ARC and DMARC, recorded in Authentication-Results (any
+        // that claims to be ours is forged and removed first).
+        let mut spam = false;
+        let mut auth_results = String::new();
+        let mut body = std::mem::take(&mut txn.body);
+        if self.mode == super::Mode::Mx
+            && let Some(verifier) = &self.context.verifier
+        {
+            body = crate::inbound::auth_results::strip_our_results(&body, &self.context.hostname);
+            let helo = self.helo.clone().unwrap_or_default();
+            let input = crate::inbound::auth_results::Input {
+                client_ip: self.info.peer.ip(),
+                helo: &helo,
+                mail_from: &txn.mail_from,
+                message: &body,
+            };
+            let report = verifier.verify(&input).await;
+            match report.dmarc {
+                DmarcAction::Reject => {
+                    let detail = format!("DMARC p=reject of {}", report.from_domain);
+                    self.log_rejection(Some(&txn.mail_from), "smtp-dmarc-reject", detail)
+                        .await;
+                    return reply(
+                        550,
+                        "5.7.1",
+                        &format!(
+                            "Message rejected: it fails the DMARC policy of {}",
+                            report.from_domain
+                        ),
+                    );
+                }
+                DmarcAction::Quarantine => spam = true,
+                DmarcAction::None => {}
+            }
+            auth_results = report.header;
+        }
         let message = [
             self.received_header(&txn, &id).into_bytes(),
             signatures.into_bytes(),
-            txn.body,
+            auth_results.into_bytes(),
+            body,
         ]
         .concat();
         let store = self.context.store.clone();
         let accounts = txn.accounts.clone();
         let delivered = tokio::task::spawn_blocking(move || {
-            delivery::deliver(&store, &accounts, &message, false)
+            delivery::deliver(&store, &accounts, &message, spam)
         })
         .await;
         match delivered {

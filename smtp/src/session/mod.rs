@@ -56,6 +56,8 @@ pub struct Context {
     pub auth: Arc<store::login::Authenticator>,
     /// The DNS block lists of `[spam] dnsbl` (None: no check).
     pub dnsbl: Option<crate::inbound::dnsbl::Dnsbl>,
+    /// SPF/DKIM/ARC/DMARC on the MX (None: not checked, no Authentication-Results).
+    pub verifier: Option<crate::inbound::auth_results::Verifier>,
 }
 
 /// Message counters since start (read by the metrics endpoint of a later issue).
