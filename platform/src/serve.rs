@@ -141,6 +141,15 @@ async fn serve(config: Config) -> Result<()> {
             smtp::inbound::auth_results::Verifier::new(&config.dns, &config.hostname)
                 .context("setting up SPF/DKIM/DMARC verification")?,
         ),
+        milter: (!config.spam.milter.is_empty()).then(|| {
+            (
+                smtp::inbound::milter::MilterConfig {
+                    address: config.spam.milter.clone(),
+                    timeout: Duration::from_secs(config.spam.milter_timeout_seconds.max(1)),
+                },
+                config.spam.milter_fail_open,
+            )
+        }),
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

@@ -60,8 +60,14 @@ pub struct SpamConfig {
     #[schemars(with = "Vec<String>")]
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// The SpamAssassin milter (spamass-milter) as `"host:port"`, or `"unix:/path"`.
-    /// Empty: no spam scanning.
+    /// Empty: no spam scanning. A message the milter rejects gets its reply; one it
+    /// flags (`X-Spam-Flag: YES`) goes to the recipient's Junk.
     pub milter: String,
+    /// Time allowed for each answer of the milter, in seconds.
+    pub milter_timeout_seconds: u64,
+    /// When the milter cannot be reached or breaks the protocol: true accepts the
+    /// message unscanned (logged), false answers `451 4.7.1` so the sender retries.
+    pub milter_fail_open: bool,
 }
 
 impl Default for SpamConfig {
@@ -73,6 +79,8 @@ impl Default for SpamConfig {
                 ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
             ],
             milter: String::new(),
+            milter_timeout_seconds: 30,
+            milter_fail_open: true,
         }
     }
 }

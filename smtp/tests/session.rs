@@ -46,6 +46,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         )),
         dnsbl: None,
         verifier: None,
+        milter: None,
     });
     Fixture {
         _dir: dir,

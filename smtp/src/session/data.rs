@@ -157,13 +157,24 @@ impl Session {
             }
             auth_results = report.header;
         }
-        let message = [
+        let mut message = [
             self.received_header(&txn, &id).into_bytes(),
             signatures.into_bytes(),
             auth_results.into_bytes(),
             body,
         ]
         .concat();
+        if self.mode == super::Mode::Mx
+            && let Some((milter, fail_open)) = &self.context.milter
+        {
+            match self.scan(milter, *fail_open, &txn, &id, message).await {
+                Scanned::Deliver(scanned, flagged) => {
+                    message = scanned;
+                    spam |= flagged;
+                }
+                Scanned::Reply(reply) => return reply,
+            }
+        }
         let store = self.context.store.clone();
         let accounts = txn.accounts.clone();
         let delivered = tokio::task::spawn_blocking(move || {
@@ -183,6 +194,73 @@ impl Session {
             Err(e) => {
                 tracing::error!(id, error = %e, "delivery task failed");
                 reply(451, "4.3.0", "Local delivery failed, try again later")
+            }
+        }
+    }
+
+    /// Asks the spam milter about the message: its refusals become our replies, its
+    /// header changes are applied, and `X-Spam-Flag: YES` files the message as spam.
+    async fn scan(
+        &self,
+        milter: &crate::inbound::milter::MilterConfig,
+        fail_open: bool,
+        txn: &Transaction,
+        id: &str,
+        message: Vec<u8>,
+    ) -> Scanned {
+        use crate::inbound::milter::{self, Action};
+        let helo = self.helo.clone().unwrap_or_default();
+        let client_name = format!("[{}]", self.info.peer.ip());
+        let envelope = milter::Envelope {
+            our_hostname: &self.context.hostname,
+            client_ip: self.info.peer.ip(),
+            client_port: self.info.peer.port(),
+            client_name: &client_name,
+            helo: &helo,
+            mail_from: &txn.mail_from,
+            rcpt_to: &txn.recipients,
+            queue_id: id,
+            tls_version: None,
+        };
+        match milter::check(milter, &envelope, &message).await {
+            Ok(verdict) => match verdict.action {
+                Action::Accept => {
+                    let scanned = milter::apply(&message, &verdict.header_changes);
+                    let flagged = is_flagged_spam(&scanned);
+                    Scanned::Deliver(scanned, flagged)
+                }
+                Action::Reject {
+                    code,
+                    enhanced,
+                    text,
+                } => {
+                    let detail = format!("{code} {enhanced} {text}");
+                    self.log_rejection(None, "smtp-spam-reject", detail).await;
+                    Scanned::Reply(reply(code, &enhanced, &text))
+                }
+                Action::TempFail {
+                    code,
+                    enhanced,
+                    text,
+                } => Scanned::Reply(reply(code, &enhanced, &text)),
+                Action::Discard => {
+                    tracing::info!(id, peer = %self.info.peer, "the milter discarded the message");
+                    self.log_rejection(None, "smtp-spam-discard", id.to_string())
+                        .await;
+                    Scanned::Reply(reply(250, "2.0.0", &format!("Message accepted as {id}")))
+                }
+            },
+            Err(e) if fail_open => {
+                tracing::warn!(id, error = %e, "spam milter failed: delivering unscanned (milter_fail_open)");
+                Scanned::Deliver(message, false)
+            }
+            Err(e) => {
+                tracing::warn!(id, error = %e, "spam milter failed: try later");
+                Scanned::Reply(reply(
+                    451,
+                    "4.7.1",
+                    "Spam scanning is unavailable, try again later",
+                ))
             }
         }
     }
@@ -289,6 +367,29 @@ async fn sign(store: &std::sync::Arc<store::Store>, message: &[u8]) -> Result<St
     })
     .await;
     signed.map_err(|e| e.to_string())?
+}
+
+/// The outcome of the spam scan.
+enum Scanned {
+    /// Deliver this message; `true`: it is spam (to Junk).
+    Deliver(Vec<u8>, bool),
+    /// Answer this and deliver nothing.
+    Reply(Vec<u8>),
+}
+
+/// Whether the header block has `X-Spam-Flag: YES` (SpamAssassin's verdict).
+fn is_flagged_spam(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    String::from_utf8_lossy(&message[..end])
+        .split("\r\n")
+        .any(|line| {
+            line.split_once(':').is_some_and(|(n, v)| {
+                n.trim().eq_ignore_ascii_case("X-Spam-Flag") && v.trim().eq_ignore_ascii_case("YES")
+            })
+        })
 }
 
 /// The offset of the first LF not preceded by CR, or CR not followed by LF.

@@ -58,6 +58,8 @@ pub struct Context {
     pub dnsbl: Option<crate::inbound::dnsbl::Dnsbl>,
     /// SPF/DKIM/ARC/DMARC on the MX (None: not checked, no Authentication-Results).
     pub verifier: Option<crate::inbound::auth_results::Verifier>,
+    /// The spam milter (`[spam] milter`), and whether to accept when it fails.
+    pub milter: Option<(crate::inbound::milter::MilterConfig, bool)>,
 }
 
 /// Message counters since start (read by the metrics endpoint of a later issue).
