@@ -49,7 +49,17 @@ impl BlobDir {
     }
 
     /// Writes `body` durably and returns its new id.
+    #[cfg(test)]
     pub(crate) fn write(&self, body: &[u8]) -> Result<String, Error> {
+        let id = self.write_unsynced(body)?;
+        self.sync_fan_outs(&[id.as_str()])?;
+        Ok(id)
+    }
+
+    /// Like [`BlobDir::write`] but without the final fsync of the body's directory:
+    /// the body is not durable until [`BlobDir::sync_fan_outs`] ran for it. Lets a group
+    /// commit sync each directory once for many bodies.
+    pub(crate) fn write_unsynced(&self, body: &[u8]) -> Result<String, Error> {
         let id = new_id()?;
         let tmp = self.tmp.join(&id);
         let result = self.write_at(&id, &tmp, body);
@@ -77,8 +87,18 @@ impl BlobDir {
             Err(e) => return Err(Error::io(&fan_out, e)),
         }
         let dest = fan_out.join(id);
-        fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-        sync_dir(&fan_out)
+        fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))
+    }
+
+    /// Fsyncs the directories holding `ids` (each once), making their renames durable.
+    pub(crate) fn sync_fan_outs(&self, ids: &[&str]) -> Result<(), Error> {
+        let mut dirs: Vec<&str> = ids.iter().filter_map(|id| id.get(..2)).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for dir in dirs {
+            sync_dir(&self.root.join(dir))?;
+        }
+        Ok(())
     }
 
     /// Reads the body with id `id`; `Ok(None)` if there is no such file.

@@ -194,6 +194,10 @@ pub struct Store {
     /// Held shared from a body's write to its index commit, exclusively by the orphan sweep,
     /// so the sweep never removes a body about to be committed.
     blob_gate: RwLock<()>,
+    /// Appends waiting for the next group commit.
+    append_queue: std::sync::Mutex<Vec<message::PendingAppend>>,
+    /// Held by the append that commits the queued ones (the group-commit leader).
+    commit_lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -241,6 +245,8 @@ impl Store {
             blobs,
             changes,
             blob_gate: RwLock::new(()),
+            append_queue: std::sync::Mutex::new(Vec::new()),
+            commit_lock: std::sync::Mutex::new(()),
         })
     }
 

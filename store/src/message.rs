@@ -2,7 +2,7 @@
 //! (RFC 7162) and the account quota.
 
 use std::collections::HashSet;
-use std::sync::PoisonError;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use redb::{ReadableTable, WriteTransaction};
@@ -101,6 +101,23 @@ fn bump_modseq(mailbox: &mut crate::Mailbox) -> Result<ModSeq, Error> {
     Ok(mailbox.highest_modseq)
 }
 
+/// What an append hands back once its group commit is done.
+type AppendResult = Result<(MessageMeta, AccountId), Error>;
+
+/// An append whose body is on disk, waiting for its index commit.
+pub(crate) struct PendingAppend {
+    mailbox: MailboxId,
+    blob: String,
+    size: u64,
+    flags: Vec<String>,
+    internal_date: SystemTime,
+    slot: Arc<Mutex<Option<AppendResult>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Records an appended message in the index, inside a write transaction.
 fn stage_append(
     txn: &WriteTransaction,
@@ -162,28 +179,119 @@ impl Store {
             .blob_gate
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let blob = self.blobs.write(body)?;
-        let staged = self.db.begin_write().map_err(Error::from).and_then(|txn| {
-            let staged = stage_append(&txn, mailbox, blob.clone(), size, flags, internal_date)?;
-            Ok((txn, staged))
+        let blob = self.blobs.write_unsynced(body)?;
+        // Group commit: queue the index entry; whoever holds the commit lock commits
+        // everything queued in one transaction (one fsync for many concurrent appends).
+        // Each append returns only after the transaction holding its entry committed.
+        let slot: Arc<Mutex<Option<AppendResult>>> = Arc::new(Mutex::new(None));
+        lock(&self.append_queue).push(PendingAppend {
+            mailbox,
+            blob,
+            size,
+            flags,
+            internal_date,
+            slot: slot.clone(),
         });
-        let (txn, (meta, account)) = match staged {
-            Ok(staged) => staged,
-            Err(e) => {
-                self.blobs.remove_all(std::slice::from_ref(&blob));
-                return Err(e);
+        let result = loop {
+            if let Some(done) = lock(&slot).take() {
+                break done;
             }
+            let _leader = lock(&self.commit_lock);
+            if let Some(done) = lock(&slot).take() {
+                break done;
+            }
+            let batch = std::mem::take(&mut *lock(&self.append_queue));
+            self.commit_appends(batch);
         };
-        // A failed commit may still have reached the disk, so its body stays; the orphan
-        // sweep reclaims it if the index does not reference it.
-        txn.commit()?;
         drop(gate);
+        let (meta, account) = result?;
         self.notify(Change::Mailbox {
             account,
             mailbox,
             modseq: meta.modseq,
         });
         Ok(meta)
+    }
+
+    /// Commits queued appends in one transaction and hands each its result. If one of
+    /// them cannot be staged (over quota, mailbox gone), the others are committed one
+    /// by one so a single failure does not fail its neighbours.
+    fn commit_appends(&self, batch: Vec<PendingAppend>) {
+        if batch.is_empty() {
+            return;
+        }
+        // The bodies' renames become durable before the index that names them.
+        let ids: Vec<&str> = batch.iter().map(|p| p.blob.as_str()).collect();
+        if let Err(e) = self.blobs.sync_fan_outs(&ids) {
+            let e = e.to_string();
+            for p in &batch {
+                *lock(&p.slot) = Some(Err(Error::Db(format!(
+                    "making the message body durable: {e}"
+                ))));
+            }
+            return;
+        }
+        let together = self.db.begin_write().map_err(Error::from).and_then(|txn| {
+            let mut staged = Vec::with_capacity(batch.len());
+            for p in &batch {
+                staged.push(stage_append(
+                    &txn,
+                    p.mailbox,
+                    p.blob.clone(),
+                    p.size,
+                    p.flags.clone(),
+                    p.internal_date,
+                )?);
+            }
+            Ok((txn, staged))
+        });
+        match together {
+            Ok((txn, staged)) => match txn.commit() {
+                Ok(()) => {
+                    for (p, result) in batch.iter().zip(staged) {
+                        *lock(&p.slot) = Some(Ok(result));
+                    }
+                }
+                // A failed commit may still have reached the disk, so the bodies stay;
+                // the orphan sweep reclaims them if the index does not reference them.
+                Err(e) => {
+                    let e = Error::from(e).to_string();
+                    for p in &batch {
+                        *lock(&p.slot) = Some(Err(Error::Db(e.clone())));
+                    }
+                }
+            },
+            Err(_) => {
+                for p in &batch {
+                    *lock(&p.slot) = Some(self.commit_one(p));
+                }
+            }
+        }
+    }
+
+    /// Commits one queued append on its own.
+    fn commit_one(&self, p: &PendingAppend) -> AppendResult {
+        let staged = self.db.begin_write().map_err(Error::from).and_then(|txn| {
+            let staged = stage_append(
+                &txn,
+                p.mailbox,
+                p.blob.clone(),
+                p.size,
+                p.flags.clone(),
+                p.internal_date,
+            )?;
+            Ok((txn, staged))
+        });
+        match staged {
+            Ok((txn, staged)) => {
+                txn.commit()?;
+                Ok(staged)
+            }
+            Err(e) => {
+                self.blobs.remove_all(std::slice::from_ref(&p.blob));
+                Err(e)
+            }
+        }
     }
 
     /// A mailbox's messages in ascending UID order. [`Error::NotFound`] if it does not exist.
@@ -608,5 +716,54 @@ mod tests {
         let mut forged = m.clone();
         forged.blob = "../../store.redb".into();
         assert!(matches!(store.read_body(&forged), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn concurrent_appends_share_commits_and_one_failure_spares_the_others() {
+        let (dir, store, alice) = test_util::store_with_alice();
+        let bob = store.add_account("bob@example.org", "$hash").unwrap();
+        let store = std::sync::Arc::new(store);
+        let inbox = |id| store.mailbox(id, "INBOX").unwrap().unwrap().id;
+        let (a_inbox, b_inbox) = (inbox(alice.id), inbox(bob.id));
+        // Bob can take one 100-byte message; the second in any batch is over quota.
+        store.set_quota("bob@example.org", 150).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    let mut over = 0;
+                    for i in 0..20 {
+                        let (mailbox, body) = if t == 0 && i < 2 {
+                            (b_inbox, vec![b'b'; 100])
+                        } else {
+                            (a_inbox, format!("{t}-{i}").into_bytes())
+                        };
+                        match store.append(mailbox, &body, &[], SystemTime::now()) {
+                            Ok(_) => ok += 1,
+                            Err(Error::OverQuota { .. }) => over += 1,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    (ok, over)
+                })
+            })
+            .collect();
+        let (ok, over) = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!((ok, over), (319, 1));
+        let msgs = store.messages(a_inbox).unwrap();
+        assert_eq!(msgs.len(), 318);
+        let uids: Vec<Uid> = msgs.iter().map(|m| m.uid).collect();
+        assert!(uids.windows(2).all(|w| w[0] < w[1]), "UIDs strictly ascend");
+        for m in &msgs {
+            let body = store.read_body(m).unwrap();
+            assert!(std::str::from_utf8(&body).unwrap().contains('-'));
+        }
+        assert_eq!(store.messages(b_inbox).unwrap().len(), 1);
+        // The refused body was removed: 318 + 1 bodies on disk.
+        assert_eq!(blob_count(dir.path()), 319);
     }
 }
