@@ -160,21 +160,29 @@ fn swaks_submits_with_auth_over_tls_only_and_as_itself_only() {
             .unwrap(),
     )
     .unwrap();
-    let verify = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            DKIMPY_VERIFY,
-            &records.to_string_lossy(),
-            &message.to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
-    let verdicts = String::from_utf8_lossy(&verify.stdout);
-    assert!(
-        verify.status.success(),
-        "{verdicts}{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    // dkimpy's verdict per signature ("ed25519-sha256 pass", ...), stderr for context.
+    let dkimpy = || {
+        let out = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                DKIMPY_VERIFY,
+                &records.to_string_lossy(),
+                &message.to_string_lossy(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let verdicts = dkimpy();
     assert!(
         verdicts.contains("ed25519-sha256 pass") && verdicts.contains("rsa-sha256 pass"),
         "{verdicts}"
@@ -182,20 +190,10 @@ fn swaks_submits_with_auth_over_tls_only_and_as_itself_only() {
     // The body changed after signing: both fail.
     let tampered = std::fs::read_to_string(&message).unwrap() + "One more line.\r\n";
     std::fs::write(&message, tampered).unwrap();
-    let verify = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            DKIMPY_VERIFY,
-            &records.to_string_lossy(),
-            &message.to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
-    let verdicts = String::from_utf8_lossy(&verify.stdout);
+    let verdicts = dkimpy();
     assert!(
         verdicts.contains("ed25519-sha256 fail") && verdicts.contains("rsa-sha256 fail"),
-        "{verdicts}{}",
-        String::from_utf8_lossy(&verify.stderr)
+        "{verdicts}"
     );
 
     let log = setup.cli_ok(&["log"], None).unwrap();
