@@ -22,6 +22,8 @@ pub enum Change {
     },
     /// Domains, accounts, aliases, mailbox lists or DKIM keys changed.
     Directory,
+    /// A message was queued for remote delivery, or a retry was asked for.
+    Queue,
 }
 
 impl Store {

@@ -3,7 +3,7 @@
 //! Layout under a data directory `D`:
 //!
 //! - `D/store.redb`: the redb index (directory, mailboxes, message metadata, activity log,
-//!   DKIM keys), every value a JSON document;
+//!   DKIM keys, the outbound queue), every value a JSON document;
 //! - `D/blobs/<2 hex>/<32 hex>`: one file per message body, named by a random id;
 //! - `D/blobs/tmp/`: bodies being written, emptied at open.
 //!
@@ -22,6 +22,7 @@ mod keys;
 pub mod login;
 mod mailbox;
 mod message;
+mod queue;
 
 use std::fs;
 use std::io;
@@ -43,6 +44,7 @@ pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain}
 pub use keys::DkimKey;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
 pub use message::{MessageMeta, normalize_flags};
+pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
 
 /// Identifies an account; allocated from a counter, never reused.
 pub type AccountId = u64;
@@ -180,6 +182,8 @@ pub(crate) mod tables {
     pub const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
     /// (domain, selector) -> JSON [`crate::DkimKey`].
     pub const DKIM_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dkim_keys");
+    /// Queue id -> JSON [`crate::QueuedMessage`].
+    pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -327,6 +331,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::EXPUNGED)?;
     txn.open_table(tables::AUDIT)?;
     txn.open_table(tables::DKIM_KEYS)?;
+    txn.open_table(tables::QUEUE)?;
     txn.commit()?;
     Ok(())
 }

@@ -437,6 +437,8 @@ impl Store {
             }
             Ok(ids)
         })?;
+        let mut referenced = referenced;
+        referenced.extend(self.queued_blobs()?);
         let mut swept = 0;
         for id in self.blobs.list()? {
             if !referenced.contains(&id) {
