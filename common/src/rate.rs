@@ -34,6 +34,14 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
         }
     }
 
+    /// Buckets holding `capacity` tokens, refilled evenly over `period` (e.g. 500 an
+    /// hour).
+    pub fn per_period(capacity: u32, period: Duration) -> Self {
+        let mut buckets = Self::new(capacity, 0);
+        buckets.per_second = f64::from(capacity.max(1)) / period.as_secs_f64().max(1.0);
+        buckets
+    }
+
     /// Takes one token for `key`. `Err` carries how long until a token is available.
     pub fn acquire(&self, key: &K) -> Result<(), Duration> {
         self.acquire_at(key, Instant::now())
@@ -130,6 +138,20 @@ impl<K: Hash + Eq + Clone> LogOnce<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_period_spreads_the_refill_over_the_period() {
+        let b = KeyedBuckets::per_period(500, Duration::from_secs(3600));
+        let t0 = Instant::now();
+        for _ in 0..500 {
+            assert!(b.acquire_at(&1, t0).is_ok());
+        }
+        let wait = b.acquire_at(&1, t0).unwrap_err();
+        // One message every 7.2 s.
+        assert!(wait > Duration::from_secs(7) && wait <= Duration::from_millis(7200));
+        assert!(b.acquire_at(&1, t0 + Duration::from_millis(7300)).is_ok());
+        assert!(b.acquire_at(&1, t0 + Duration::from_millis(7300)).is_err());
+    }
 
     #[test]
     fn bucket_allows_capacity_then_refuses_then_refills() {

@@ -59,6 +59,20 @@ pub enum Request {
         uid: u32,
         mailbox: Option<String>,
     },
+    /// The DKIM keys of a domain.
+    DkimList { domain: String },
+    /// New (inactive) DKIM keys for a domain, to publish before activating them.
+    DkimRotate { domain: String },
+    /// Sign with this key from now on, instead of the active key of its algorithm.
+    DkimActivate { domain: String, selector: String },
+    /// Delete an inactive key.
+    DkimRetire { domain: String, selector: String },
+    /// The outbound queue.
+    QueueList,
+    /// Make a queued message due now.
+    QueueRetry { id: u64 },
+    /// Remove a message from the queue without delivering it or telling its sender.
+    QueueDrop { id: u64 },
 }
 
 impl Request {
@@ -75,6 +89,16 @@ impl Request {
             Request::AliasDel { address } => ("alias-del", address.clone()),
             Request::DomainAdd { name } => ("domain-add", name.clone()),
             Request::DomainDel { name } => ("domain-del", name.clone()),
+            Request::DkimRotate { domain } => ("dkim-rotate", domain.clone()),
+            Request::DkimActivate { domain, selector } => {
+                ("dkim-activate", format!("{selector}._domainkey.{domain}"))
+            }
+            Request::DkimRetire { domain, selector } => {
+                ("dkim-retire", format!("{selector}._domainkey.{domain}"))
+            }
+            Request::QueueRetry { id } => ("queue-retry", id.to_string()),
+            Request::QueueDrop { id } => ("queue-drop", id.to_string()),
+            Request::DkimList { .. } | Request::QueueList => return None,
             Request::UserList
             | Request::AliasList
             | Request::DomainList
@@ -211,7 +235,7 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
         }
         Request::DomainAdd { name } => {
             let domain = store.add_domain(name)?;
-            let keys = generate_dkim_keys(store, &domain.name)?;
+            let keys = generate_dkim_keys(store, &domain.name, true)?;
             let mut out = format!(
                 "Created domain {} with DKIM selectors {}\nPublish these DNS records:\n",
                 domain.name,
@@ -230,6 +254,129 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             format!("Deleted domain {}\n", name.to_ascii_lowercase())
         }
         Request::DnsRecords { domain } => dns_records(store, config, domain)?,
+        Request::DkimList { domain } => {
+            let keys = domain_keys(store, domain)?;
+            let mut out = String::new();
+            for k in keys {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\tcreated {}",
+                    k.selector,
+                    k.algorithm,
+                    if k.active { "active" } else { "inactive" },
+                    humantime::format_rfc3339_seconds(k.created)
+                );
+            }
+            out
+        }
+        Request::DkimRotate { domain } => {
+            domain_keys(store, domain)?;
+            let selectors = generate_dkim_keys(store, domain, false)?;
+            let mut out = format!(
+                "New DKIM selectors {} for {domain} (inactive: mail is still signed with the current keys).\n\
+                 Publish these records, wait for them to be visible (a day or the TTL), then run\n\
+                 `postern dkim activate {domain} SELECTOR` for each new selector:\n",
+                selectors.join(" and ")
+            );
+            for line in dns_records(store, config, domain)?.lines() {
+                if selectors
+                    .iter()
+                    .any(|s| line.starts_with(&format!("{s}._domainkey.")))
+                {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            out
+        }
+        Request::DkimActivate { domain, selector } => {
+            let keys = domain_keys(store, domain)?;
+            let selector = selector.to_ascii_lowercase();
+            let Some(key) = keys.iter().find(|k| k.selector == selector) else {
+                return Err(Refusal(format!(
+                    "{domain} has no DKIM selector {selector} (see `postern dkim list {domain}`)"
+                )));
+            };
+            // One active key per algorithm: the one it replaces stays published
+            // (inactive) until it is retired.
+            let mut replaced = Vec::new();
+            for other in &keys {
+                if other.algorithm == key.algorithm && other.active && other.selector != selector {
+                    store.set_dkim_active(domain, &other.selector, false)?;
+                    replaced.push(other.selector.clone());
+                }
+            }
+            store.set_dkim_active(domain, &selector, true)?;
+            let mut out = format!("Mail from {domain} is now signed with {selector}\n");
+            for old in replaced {
+                let _ = writeln!(
+                    out,
+                    "{old} is inactive; keep its record published for a few days, then run `postern dkim retire {domain} {old}`"
+                );
+            }
+            out
+        }
+        Request::DkimRetire { domain, selector } => {
+            let keys = domain_keys(store, domain)?;
+            let selector = selector.to_ascii_lowercase();
+            match keys.iter().find(|k| k.selector == selector) {
+                None => {
+                    return Err(Refusal(format!("{domain} has no DKIM selector {selector}")));
+                }
+                Some(k) if k.active => {
+                    return Err(Refusal(format!(
+                        "{selector} is the active {} key of {domain}: activate another one first",
+                        k.algorithm
+                    )));
+                }
+                Some(_) => {}
+            }
+            store.delete_dkim_key(domain, &selector)?;
+            format!("Retired {selector}._domainkey.{domain}: remove its TXT record from the DNS\n")
+        }
+        Request::QueueList => {
+            let mut out = String::new();
+            for m in store.queued()? {
+                let due = humantime::format_rfc3339_seconds(m.next_attempt);
+                let _ = writeln!(
+                    out,
+                    "{}\t<{}>\t{}\tattempts {}\tnext {}",
+                    m.id,
+                    m.sender,
+                    format_size(m.size),
+                    m.attempts,
+                    due
+                );
+                for r in &m.recipients {
+                    let state = match &r.state {
+                        store::RecipientState::Pending => match &r.last_error {
+                            Some(e) => format!("pending: {e}"),
+                            None => "pending".to_string(),
+                        },
+                        store::RecipientState::Delivered { reply } => format!("delivered: {reply}"),
+                        store::RecipientState::Failed { status, reply, .. } => {
+                            format!("failed {status}: {reply}")
+                        }
+                    };
+                    let _ = writeln!(out, "\t<{}>\t{state}", r.address);
+                }
+            }
+            if out.is_empty() {
+                out.push_str("The queue is empty\n");
+            }
+            out
+        }
+        Request::QueueRetry { id } => {
+            store.retry_queued(*id)?;
+            format!("Queued message {id} is due now\n")
+        }
+        Request::QueueDrop { id } => {
+            let m = store.remove_queued(*id)?;
+            format!(
+                "Dropped queued message {id} from <{}> ({} recipients); its sender is not told\n",
+                m.sender,
+                m.recipients.len()
+            )
+        }
         Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
         Request::MailShow {
             email,
@@ -317,7 +464,11 @@ fn mail_list(store: &Store, email: &str, name: Option<&str>) -> Result<String, R
 
 /// Generates and stores an Ed25519 and an RSA-2048 key for `domain`, both active.
 /// Returns the selectors.
-pub fn generate_dkim_keys(store: &Store, domain: &str) -> Result<Vec<String>, Refusal> {
+pub fn generate_dkim_keys(
+    store: &Store,
+    domain: &str,
+    active: bool,
+) -> Result<Vec<String>, Refusal> {
     let date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let date: String = date.chars().take(10).filter(char::is_ascii_digit).collect();
     let existing: Vec<String> = store
@@ -343,12 +494,23 @@ pub fn generate_dkim_keys(store: &Store, domain: &str) -> Result<Vec<String>, Re
             algorithm: algorithm.key_type().to_string(),
             private_key_pem: key.private_key_pem,
             public_key_b64: key.public_key_b64,
-            active: true,
+            active,
             created: SystemTime::now(),
         })?;
         selectors.push(selector);
     }
     Ok(selectors)
+}
+
+/// The DKIM keys of a local domain (a clear refusal for any other).
+fn domain_keys(store: &Store, domain: &str) -> Result<Vec<DkimKey>, Refusal> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if store.domain(&domain)?.is_none() {
+        return Err(Refusal(format!(
+            "{domain} is not a domain of this server (see `postern domain list`)"
+        )));
+    }
+    Ok(store.dkim_keys(&domain)?)
 }
 
 /// The zone-file lines for `domain`.

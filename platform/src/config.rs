@@ -35,6 +35,8 @@ pub struct Config {
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
     pub spam: smtp::SpamConfig,
+    /// Delivery to other servers.
+    pub queue: smtp::QueueConfig,
     /// Login protection.
     pub auth: common::auth::Config,
     /// Per-client caps on every mail listener.
@@ -54,6 +56,7 @@ impl Default for Config {
             managesieve: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
+            queue: Default::default(),
             auth: Default::default(),
             net: Default::default(),
         }

@@ -71,6 +71,12 @@ enum Command {
     /// Inspect mailboxes.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// DKIM signing keys: list, rotate, activate, retire.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+    /// The outbound queue: list, retry, drop.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -95,6 +101,51 @@ enum MailCommand {
         /// The mailbox [default: INBOX].
         #[arg(long, value_name = "M")]
         mailbox: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DkimCommand {
+    /// List a domain's keys: selector, algorithm, active or not.
+    List {
+        /// The mail domain.
+        domain: String,
+    },
+    /// Make new Ed25519 and RSA keys (inactive) and print their records to publish;
+    /// mail stays signed with the current keys until `dkim activate`.
+    Rotate {
+        /// The mail domain.
+        domain: String,
+    },
+    /// Sign with SELECTOR from now on, in place of the active key of its algorithm.
+    Activate {
+        /// The mail domain.
+        domain: String,
+        /// The selector to sign with.
+        selector: String,
+    },
+    /// Delete an inactive key (then remove its record from the DNS).
+    Retire {
+        /// The mail domain.
+        domain: String,
+        /// The selector to delete.
+        selector: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    /// List queued messages and the state of each recipient.
+    List,
+    /// Try a queued message again now.
+    Retry {
+        /// The queue id (see `queue list`).
+        id: u64,
+    },
+    /// Remove a message from the queue without delivering it; its sender is not told.
+    Drop {
+        /// The queue id (see `queue list`).
+        id: u64,
     },
 }
 
@@ -277,6 +328,27 @@ fn run(cli: Cli) -> Result<()> {
                 email,
                 uid,
                 mailbox,
+            },
+        ),
+        Command::Dkim(c) => admin_request(
+            flag,
+            match c {
+                DkimCommand::List { domain } => Request::DkimList { domain },
+                DkimCommand::Rotate { domain } => Request::DkimRotate { domain },
+                DkimCommand::Activate { domain, selector } => {
+                    Request::DkimActivate { domain, selector }
+                }
+                DkimCommand::Retire { domain, selector } => {
+                    Request::DkimRetire { domain, selector }
+                }
+            },
+        ),
+        Command::Queue(c) => admin_request(
+            flag,
+            match c {
+                QueueCommand::List => Request::QueueList,
+                QueueCommand::Retry { id } => Request::QueueRetry { id },
+                QueueCommand::Drop { id } => Request::QueueDrop { id },
             },
         ),
         Command::Log { since, limit } => {

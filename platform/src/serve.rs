@@ -130,6 +130,14 @@ async fn serve(config: Config) -> Result<()> {
             config.spam.trusted_networks.clone(),
         ))
     };
+    let stop_queue = CancellationToken::new();
+    let queue = smtp::queue::Queue::new(
+        store.clone(),
+        config.queue.clone(),
+        config.hostname.clone(),
+        common::dns::resolver(&config.dns).context("the DNS resolver for the outbound queue")?,
+    );
+    let queue_task = tokio::spawn(queue.clone().run(stop_queue.clone().cancelled_owned()));
     let smtp_context = Arc::new(smtp::session::Context {
         hostname: config.hostname.clone(),
         config: config.smtp.clone(),
@@ -150,6 +158,8 @@ async fn serve(config: Config) -> Result<()> {
                 config.spam.milter_fail_open,
             )
         }),
+        queue: Some(queue),
+        limits: smtp::session::Limits::new(&config.submission),
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),
@@ -209,6 +219,10 @@ async fn serve(config: Config) -> Result<()> {
         "shutting down"
     );
     driver.shutdown().run(grace).await;
+    stop_queue.cancel();
+    if let Err(e) = queue_task.await {
+        tracing::error!(error = %e, "the queue worker failed");
+    }
     stop_control.cancel();
     let ended = match control_ended {
         Some(ended) => ended,

@@ -38,6 +38,12 @@ pub struct SubmissionConfig {
     pub listen: Vec<SocketAddr>,
     /// Addresses for submission with implicit TLS (port 465, RFC 8314). Empty: none.
     pub listen_tls: Vec<SocketAddr>,
+    /// Messages one account may send per hour (counted at MAIL FROM); more get
+    /// `450 4.7.1`. 0: no limit.
+    pub max_messages_per_hour: u32,
+    /// Messages one client IP may send per hour, whatever account it logs in as.
+    /// 0: no limit.
+    pub max_messages_per_hour_per_ip: u32,
 }
 
 impl Default for SubmissionConfig {
@@ -45,6 +51,8 @@ impl Default for SubmissionConfig {
         SubmissionConfig {
             listen: vec![SocketAddr::from(([0u16; 8], 587))],
             listen_tls: vec![SocketAddr::from(([0u16; 8], 465))],
+            max_messages_per_hour: 500,
+            max_messages_per_hour_per_ip: 1000,
         }
     }
 }
@@ -81,6 +89,54 @@ impl Default for SpamConfig {
             milter: String::new(),
             milter_timeout_seconds: 30,
             milter_fail_open: true,
+        }
+    }
+}
+
+/// `[queue]`: delivering mail to other servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// A smarthost that takes all outbound mail, as `"host:port"` (STARTTLS is then
+    /// required). Empty: deliver directly to each domain's MX.
+    pub relay: String,
+    /// User name for AUTH at the relay. Empty: no AUTH.
+    pub relay_username: String,
+    /// Password for AUTH at the relay.
+    pub relay_password: String,
+    /// Whether the relay's certificate must be valid for its name (against the system's
+    /// trusted roots). Turn off only for a relay you reach over a network you trust.
+    pub relay_verify_certificate: bool,
+    /// The port remote MX hosts are reached on. Only a test setup changes it.
+    pub mx_port: u16,
+    /// Delay before the first retry of a deferred message, in seconds; each further
+    /// retry waits twice as long, up to `retry_max_seconds`.
+    pub retry_first_seconds: u64,
+    /// The longest wait between two attempts, in seconds.
+    pub retry_max_seconds: u64,
+    /// How long a message is retried before it is returned to its sender, in seconds
+    /// (default 5 days, RFC 5321 §4.5.4.1).
+    pub max_age_seconds: u64,
+    /// Messages delivered at the same time.
+    pub concurrency: usize,
+    /// Time allowed to connect, and for each reply of a remote server, in seconds
+    /// (RFC 5321 §4.5.3.2 asks for minutes; the DATA end gets 10 minutes).
+    pub timeout_seconds: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            relay: String::new(),
+            relay_username: String::new(),
+            relay_password: String::new(),
+            relay_verify_certificate: true,
+            mx_port: 25,
+            retry_first_seconds: 300,
+            retry_max_seconds: 4 * 3600,
+            max_age_seconds: 5 * 24 * 3600,
+            concurrency: 16,
+            timeout_seconds: 300,
         }
     }
 }

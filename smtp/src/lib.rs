@@ -6,6 +6,7 @@ pub mod config;
 pub mod delivery;
 pub mod identity;
 pub mod inbound;
+pub mod queue;
 pub mod session;
 
-pub use config::{Config, SpamConfig, SubmissionConfig};
+pub use config::{Config, QueueConfig, SpamConfig, SubmissionConfig};

@@ -47,6 +47,8 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         dnsbl: None,
         verifier: None,
         milter: None,
+        queue: None,
+        limits: Default::default(),
     });
     Fixture {
         _dir: dir,
@@ -437,7 +439,7 @@ async fn submission_needs_tls_then_auth_and_nobody_sends_as_anybody_else() {
     let (r, _) = say(&mut s, b"MAIL FROM:<>\r\n").await;
     assert!(r.starts_with("550 5.7.1"), "{r}");
     let (r, _) = say(&mut s, b"MAIL FROM:<alice+lists@example.test>\r\nRCPT TO:<someone@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").await;
-    assert_eq!(codes(&r), ["250", "451", "250", "354"], "{r}");
+    assert_eq!(codes(&r), ["250", "250", "250", "354"], "{r}");
     let (r, _) = say(
         &mut s,
         b"From: Bob <bob@example.test>\r\nSubject: forged\r\n\r\nx\r\n.\r\n",
@@ -448,6 +450,25 @@ async fn submission_needs_tls_then_auth_and_nobody_sends_as_anybody_else() {
         "550 5.7.1 From: address <bob@example.test> is not yours\r\n"
     );
     assert!(f.inbox("bob").is_empty());
+    assert!(
+        f.store.queued().unwrap().is_empty(),
+        "a refused message is not queued"
+    );
+    // A remote recipient with DSN parameters: queued, with them, before the 250.
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice@example.test> RET=HDRS ENVID=QQ+2B1\r\nRCPT TO:<someone@remote.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;someone@remote.test\r\nDATA\r\nFrom: Alice <alice@example.test>\r\nSubject: out\r\n\r\nx\r\n.\r\n").await;
+    assert!(r.contains("250 2.0.0 Message accepted as "), "{r}");
+    let queued = f.store.queued().unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].sender, "alice@example.test");
+    assert_eq!(queued[0].env_id.as_deref(), Some("QQ+1"));
+    assert!(!queued[0].ret_full);
+    assert_eq!(queued[0].recipients[0].address, "someone@remote.test");
+    assert_eq!(
+        queued[0].recipients[0].notify.as_deref(),
+        Some("FAILURE,DELAY")
+    );
+    let body = f.store.read_queued_body(&queued[0]).unwrap();
+    assert!(body.starts_with(b"Received: "), "trace header first");
     let (r, _) = say(&mut s, b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: Alice <alice@example.test>\r\nSubject: real\r\n\r\nx\r\n.\r\n").await;
     assert!(
         r.ends_with("250 2.0.0 Message accepted as ")

@@ -177,10 +177,29 @@ impl Session {
         }
         let store = self.context.store.clone();
         let accounts = txn.accounts.clone();
+        let outbound = (!txn.remote.is_empty()).then(|| store::NewQueued {
+            sender: txn.mail_from.clone(),
+            account: self.user.as_ref().map(|u| u.id),
+            recipients: std::mem::take(&mut txn.remote),
+            require_tls: txn.require_tls,
+            smtputf8: txn.smtputf8,
+            env_id: txn.env_id.clone(),
+            ret_full: txn.ret_full,
+        });
+        // Local copies first, then the queue entry: both durable before the 250.
         let delivered = tokio::task::spawn_blocking(move || {
-            delivery::deliver(&store, &accounts, &message, spam)
+            if !accounts.is_empty() {
+                delivery::deliver(&store, &accounts, &message, spam)?;
+            }
+            if let Some(new) = outbound {
+                store.enqueue(new, &message)?;
+            }
+            Ok::<_, delivery::Error>(())
         })
         .await;
+        if let Some(queue) = &self.context.queue {
+            queue.wake();
+        }
         match delivered {
             Ok(Ok(())) => {
                 super::Stats::count(&self.context.stats.accepted);

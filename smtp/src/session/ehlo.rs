@@ -30,6 +30,13 @@ impl Session {
         if self.mode == Mode::Submission && self.tls && self.user.is_none() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
+        if self.mode == Mode::Submission {
+            lines.push("DSN".into()); // RFC 3461
+            // RFC 8689 §4: offered only once the session is protected by TLS.
+            if self.tls {
+                lines.push("REQUIRETLS".into());
+            }
+        }
         let last = lines.len() - 1;
         lines
             .iter()

@@ -1,6 +1,6 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2): starts a transaction.
 
-use smtp_proto::{MAIL_SMTPUTF8, MailFrom};
+use smtp_proto::{MAIL_REQUIRETLS, MAIL_RET_FULL, MAIL_SMTPUTF8, MailFrom};
 
 use super::{Mode, Session, Transaction, reply};
 use crate::inbound::dnsbl::Listing;
@@ -31,10 +31,36 @@ impl Session {
         if !smtputf8 && !from.address.is_ascii() {
             return reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8");
         }
+        let require_tls = from.flags & MAIL_REQUIRETLS != 0;
+        if require_tls && !(self.mode == Mode::Submission && self.tls) {
+            // RFC 8689 §4.1: only on a TLS session, where it is offered.
+            return reply(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs a TLS session on the submission port",
+            );
+        }
         if self.mode == Mode::Submission
             && let Some(refusal) = self.check_sender(&from.address).await
         {
             return refusal;
+        }
+        if self.mode == Mode::Submission
+            && let Some(user) = &self.user
+            && let Err(which) = self.context.limits.take(user.id, self.info.peer.ip())
+        {
+            let detail = format!(
+                "{} over the hourly message limit of its {which}",
+                user.email
+            );
+            tracing::info!(peer = %self.info.peer, "{detail}");
+            self.log_rejection(Some(&from.address), "smtp-rate-limited", detail)
+                .await;
+            return reply(
+                450,
+                "4.7.1",
+                &format!("Too many messages from your {which} this hour, try again later"),
+            );
         }
         if self.mode == Mode::Mx
             && let Some(refusal) = self.check_dnsbl(&from.address).await
@@ -44,6 +70,9 @@ impl Session {
         self.transaction = Some(Transaction {
             mail_from: from.address,
             smtputf8,
+            require_tls,
+            env_id: from.env_id.clone(),
+            ret_full: from.flags & MAIL_RET_FULL != 0,
             ..Transaction::default()
         });
         reply(250, "2.1.0", "Sender OK")

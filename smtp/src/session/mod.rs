@@ -5,7 +5,8 @@
 //! RSET, NOOP, HELP, VRFY/EXPN (252), QUIT, STARTTLS (RFC 3207), with PIPELINING,
 //! 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES and CHUNKING. Submission adds AUTH
 //! PLAIN/LOGIN under TLS only, and the sender checks (MAIL FROM and From: must be the
-//! user's); its remote recipients wait for the outbound queue (`451 4.4.0`).
+//! user's), DSN (RFC 3461) and REQUIRETLS (RFC 8689); remote recipients go to the
+//! outbound queue (`crate::queue`).
 
 mod auth;
 mod data;
@@ -60,6 +61,50 @@ pub struct Context {
     pub verifier: Option<crate::inbound::auth_results::Verifier>,
     /// The spam milter (`[spam] milter`), and whether to accept when it fails.
     pub milter: Option<(crate::inbound::milter::MilterConfig, bool)>,
+    /// The outbound queue's worker, woken when a message is queued (None: the queue
+    /// is only written, as in tests of the session alone).
+    pub queue: Option<std::sync::Arc<crate::queue::Queue>>,
+    /// Submission's sending limits.
+    pub limits: Limits,
+}
+
+/// How much mail an account, and a client IP, may submit (`[submission]`
+/// `max_messages_per_hour*`).
+#[derive(Debug, Default)]
+pub struct Limits {
+    per_account: Option<common::rate::KeyedBuckets<AccountId>>,
+    per_ip: Option<common::rate::KeyedBuckets<std::net::IpAddr>>,
+}
+
+impl Limits {
+    /// The limits `[submission]` sets.
+    pub fn new(config: &crate::config::SubmissionConfig) -> Limits {
+        let hour = Duration::from_secs(3600);
+        Limits {
+            per_account: (config.max_messages_per_hour > 0).then(|| {
+                common::rate::KeyedBuckets::per_period(config.max_messages_per_hour, hour)
+            }),
+            per_ip: (config.max_messages_per_hour_per_ip > 0).then(|| {
+                common::rate::KeyedBuckets::per_period(config.max_messages_per_hour_per_ip, hour)
+            }),
+        }
+    }
+
+    /// Takes one message from the account's and the IP's allowance; `Err` names which
+    /// one ran out.
+    pub fn take(&self, account: AccountId, ip: std::net::IpAddr) -> Result<(), &'static str> {
+        if let Some(b) = &self.per_account
+            && b.acquire(&account).is_err()
+        {
+            return Err("account");
+        }
+        if let Some(b) = &self.per_ip
+            && b.acquire(&ip).is_err()
+        {
+            return Err("address");
+        }
+        Ok(())
+    }
 }
 
 /// Message counters since start (read by the metrics endpoint of a later issue).
@@ -156,6 +201,14 @@ struct Transaction {
     recipients: Vec<String>,
     /// The local accounts they reach, de-duplicated.
     accounts: Vec<AccountId>,
+    /// Remote recipients for the outbound queue, with their RFC 3461 NOTIFY and ORCPT.
+    remote: Vec<store::QueuedRecipient>,
+    /// RFC 8689 REQUIRETLS was given.
+    require_tls: bool,
+    /// RFC 3461 ENVID (decoded).
+    env_id: Option<String>,
+    /// RFC 3461 RET=FULL.
+    ret_full: bool,
     /// The message received so far.
     body: Vec<u8>,
     /// The message grew past the size limit: it is being read and discarded.

@@ -1,7 +1,9 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): which recipients we take. Only local domains,
 //! accounts and aliases; never relay for an unauthenticated client.
 
-use smtp_proto::RcptTo;
+use smtp_proto::{
+    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo,
+};
 
 use super::{Session, reply};
 use crate::delivery::{self, Resolution};
@@ -47,11 +49,8 @@ impl Session {
                 txn.recipients.push(to.address);
                 reply(250, "2.1.5", "Recipient OK")
             }
-            Resolution::NotLocal if self.user.is_some() => reply(
-                451,
-                "4.4.0",
-                "Sending to remote domains is not available yet, try again later",
-            ),
+            // Authenticated: remote recipients go to the outbound queue.
+            Resolution::NotLocal if self.user.is_some() => self.queue_remote(&to, &to.address),
             Resolution::NotLocal => {
                 tracing::info!(peer = %self.info.peer, rcpt = %to.address, "relay attempt refused");
                 self.log_rejection(None, "smtp-relay-denied", format!("to <{}>", to.address))
@@ -61,11 +60,35 @@ impl Session {
             Resolution::UnknownUser => reply(550, "5.1.1", "No such user here"),
             // RFC 3463 §3.3: 4.2.2 mailbox full; temporary, so nothing is lost.
             Resolution::OverQuota(_) => reply(452, "4.2.2", "Mailbox full, try again later"),
-            Resolution::Forwarding(_) => reply(
-                451,
-                "4.4.0",
-                "Forwarding to remote addresses is not available yet, try again later",
-            ),
+            // An alias of ours that forwards to a remote address (set by an admin).
+            Resolution::Forwarding(target) => self.queue_remote(&to, &target),
         }
+    }
+
+    /// Adds a recipient for the outbound queue, with its DSN parameters.
+    fn queue_remote(&mut self, to: &RcptTo<String>, address: &str) -> Vec<u8> {
+        let Some(txn) = self.transaction.as_mut() else {
+            return reply(503, "5.5.1", "Send MAIL first");
+        };
+        let notify = [
+            (RCPT_NOTIFY_NEVER, "NEVER"),
+            (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+            (RCPT_NOTIFY_FAILURE, "FAILURE"),
+            (RCPT_NOTIFY_DELAY, "DELAY"),
+        ]
+        .iter()
+        .filter(|(flag, _)| to.flags & flag != 0)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",");
+        if !txn.remote.iter().any(|r| r.address == address) {
+            txn.remote.push(store::QueuedRecipient {
+                notify: (!notify.is_empty()).then_some(notify),
+                orcpt: to.orcpt.clone(),
+                ..store::QueuedRecipient::new(address)
+            });
+        }
+        txn.recipients.push(to.address.clone());
+        reply(250, "2.1.5", "Recipient OK")
     }
 }
