@@ -156,6 +156,7 @@ impl Setup {
     pub fn quickstart(admin: &str, extra: &str) -> Result<Setup> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
+        let hostname = hostname_for(admin);
         let out = postern(
             &[
                 "quickstart",
@@ -163,7 +164,7 @@ impl Setup {
                 "--data-dir",
                 &data_dir.to_string_lossy(),
                 "--hostname",
-                "mail.example.test",
+                &hostname,
             ],
             None,
         )?;
@@ -199,7 +200,7 @@ impl Setup {
     pub fn write_config(&mut self, extra: &str) -> Result<()> {
         let p = &self.ports;
         let text = format!(
-            r#"hostname = "mail.example.test"
+            r#"hostname = "{hostname}"
 data_dir = "{data}"
 
 [server]
@@ -221,6 +222,7 @@ listen = ["{managesieve}"]
 {dns}
 {extra}
 "#,
+            hostname = hostname_for(&self.admin),
             data = self.data_dir.display(),
             smtp = p.smtp,
             submission = p.submission,
@@ -266,6 +268,12 @@ listen = ["{managesieve}"]
     pub fn serve(&self) -> Result<Server> {
         Server::start(&self.config)
     }
+}
+
+/// The test host name of the server of `admin`'s domain: `mail.<domain>`.
+pub fn hostname_for(admin: &str) -> String {
+    let domain = admin.rsplit_once('@').map_or("example.test", |(_, d)| d);
+    format!("mail.{domain}")
 }
 
 /// A running `postern serve`.

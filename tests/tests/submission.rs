@@ -215,6 +215,53 @@ fn swaks_submits_with_auth_over_tls_only_and_as_itself_only() {
     );
 }
 
+#[test]
+fn submission_is_rate_limited_per_account() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    // Into the harness's own [submission] table.
+    let config = std::fs::read_to_string(&setup.config).unwrap().replacen(
+        "[submission]\n",
+        "[submission]\nmax_messages_per_hour = 2\n",
+        1,
+    );
+    std::fs::write(&setup.config, config).unwrap();
+    setup
+        .cli_ok(
+            &["user", "add", "alice@example.test", "--password-stdin"],
+            Some("Alice-Pass-1\n"),
+        )
+        .unwrap();
+    let mut server = setup.serve().unwrap();
+    let out = tests::harness::python(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10); s.starttls(context=ctx)
+s.login("alice@example.test", "Alice-Pass-1")
+for i in range(3):
+    code, text = s.mail("alice@example.test")
+    print(code, text.decode())
+    if code == 250:
+        s.rcpt("alice@example.test")
+        print(s.data(b"From: alice@example.test\r\nSubject: %d\r\n\r\nhi\r\n" % i)[0])
+"#,
+        &[&setup.ports.submission.port().to_string()],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("250 2.1.0").count(), 2, "{text}");
+    assert!(
+        text.contains("450 4.7.1 Too many messages from your account this hour"),
+        "{text}"
+    );
+    let log = setup.cli_ok(&["log"], None).unwrap();
+    assert!(log.contains("smtp-rate-limited"), "{log}");
+    assert_eq!(
+        server.stop(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
+
 /// dkimpy (Debian's python3-dkim) verifying each DKIM-Signature of a message, with the
 /// keys taken from `postern dns records` output instead of live DNS.
 const DKIMPY_VERIFY: &str = r#"
