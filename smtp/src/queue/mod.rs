@@ -120,7 +120,9 @@ impl Queue {
         let now = SystemTime::now();
         let mut next: Option<SystemTime> = None;
         for message in queued {
-            if message.next_attempt > now && message.is_pending() {
+            // Also for a message whose recipients are all final but whose report
+            // could not be delivered yet: it waits for its time like any other.
+            if message.next_attempt > now {
                 next = Some(next.map_or(message.next_attempt, |n| n.min(message.next_attempt)));
                 continue;
             }
