@@ -23,6 +23,7 @@ pub mod login;
 mod mailbox;
 mod message;
 mod queue;
+mod sts;
 
 use std::fs;
 use std::io;
@@ -45,6 +46,7 @@ pub use keys::DkimKey;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
 pub use message::{MessageMeta, normalize_flags};
 pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
+pub use sts::StsPolicy;
 
 /// Identifies an account; allocated from a counter, never reused.
 pub type AccountId = u64;
@@ -184,6 +186,8 @@ pub(crate) mod tables {
     pub const DKIM_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dkim_keys");
     /// Queue id -> JSON [`crate::QueuedMessage`].
     pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+    /// Remote domain (lower case) -> JSON [`crate::StsPolicy`], the MTA-STS policy cache.
+    pub const MTA_STS: TableDefinition<&str, &[u8]> = TableDefinition::new("mta_sts");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -332,6 +336,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::AUDIT)?;
     txn.open_table(tables::DKIM_KEYS)?;
     txn.open_table(tables::QUEUE)?;
+    txn.open_table(tables::MTA_STS)?;
     txn.commit()?;
     Ok(())
 }
