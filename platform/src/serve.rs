@@ -136,7 +136,8 @@ async fn serve(config: Config) -> Result<()> {
         config.queue.clone(),
         config.hostname.clone(),
         common::dns::resolver(&config.dns).context("the DNS resolver for the outbound queue")?,
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("the outbound queue: {e}"))?;
     let queue_task = tokio::spawn(queue.clone().run(stop_queue.clone().cancelled_owned()));
     let smtp_context = Arc::new(smtp::session::Context {
         hostname: config.hostname.clone(),

@@ -107,6 +107,10 @@ pub struct QueueConfig {
     /// Whether the relay's certificate must be valid for its name (against the system's
     /// trusted roots). Turn off only for a relay you reach over a network you trust.
     pub relay_verify_certificate: bool,
+    /// PEM file of root certificates trusted, besides the system's, wherever a
+    /// certificate must be valid: MX hosts of domains with an MTA-STS policy and their
+    /// policy servers, REQUIRETLS mail, the relay. Empty: the system's roots only.
+    pub ca_file: std::path::PathBuf,
     /// The port remote MX hosts are reached on. Only a test setup changes it.
     pub mx_port: u16,
     /// Delay before the first retry of a deferred message, in seconds; each further
@@ -131,6 +135,7 @@ impl Default for QueueConfig {
             relay_username: String::new(),
             relay_password: String::new(),
             relay_verify_certificate: true,
+            ca_file: std::path::PathBuf::new(),
             mx_port: 25,
             retry_first_seconds: 300,
             retry_max_seconds: 4 * 3600,

@@ -780,3 +780,249 @@ fn the_queue_retries_until_the_mx_returns_and_sigkill_loses_and_repeats_nothing(
         Some(0)
     );
 }
+
+/// A policy server for MTA-STS (RFC 8461 §3.3): HTTPS on ADDR:443 with CERT/KEY,
+/// serving `/.well-known/mta-sts.txt` per Host from the files `DIR/<host>`, logging
+/// every request to `DIR/requests`.
+const POLICY_SERVER: &str = r#"
+import http.server, os, ssl, sys
+addr, cert, key, root = sys.argv[1:5]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        with open(os.path.join(root, "requests"), "a") as log:
+            log.write("%s %s\n" % (host, self.path))
+        path = os.path.join(root, host)
+        if self.path != "/.well-known/mta-sts.txt" or not os.path.exists(path):
+            self.send_error(404); return
+        body = open(path, "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer((addr, 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"#;
+
+/// A test CA, and certificates it issues, written as PEM files into `dir`.
+struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(dir: &Path) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Postern test CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Issues a certificate for `names`; writes `<stem>.pem` and `<stem>.key`.
+    fn issue(&self, dir: &Path, stem: &str, names: &[&str]) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+fn start_policy_server(addr: &str, dir: &Path) -> Receiver {
+    let python = ensure_tool("python3", "python3").unwrap();
+    let mut child = Command::new(python)
+        .args([
+            "-c",
+            POLICY_SERVER,
+            addr,
+            &dir.join("policy.pem").to_string_lossy(),
+            &dir.join("policy.key").to_string_lossy(),
+            &dir.to_string_lossy(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    Receiver(child)
+}
+
+fn fetches(dir: &Path, host: &str) -> usize {
+    std::fs::read_to_string(dir.join("requests"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{host} ")))
+        .count()
+}
+
+/// RFC 8461 end to end: remote.test publishes an `enforce` policy naming its MX, and
+/// other.test one naming a host its MX is not. Mail for remote.test waits while the
+/// MX's certificate cannot be verified (where opportunistic TLS would have sent it),
+/// and goes once the MX presents one from a CA in `[queue] ca_file`; mail for
+/// other.test never goes to the unlisted MX. Policies are fetched once per record
+/// id and stay in force from the store when the policy host is down, across a
+/// restart.
+#[test]
+fn mta_sts_policies_are_fetched_cached_and_enforced() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let dir = ca_dir.path();
+    let ca = TestCa::new(dir);
+    ca.issue(
+        dir,
+        "policy",
+        &["mta-sts.remote.test", "mta-sts.other.test"],
+    );
+    ca.issue(dir, "mx", &["mx.remote.test"]);
+    std::fs::write(
+        dir.join("mta-sts.remote.test"),
+        "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mta-sts.other.test"),
+        "version: STSv1\nmode: enforce\nmx: *.other-provider.test\nmax_age: 86400\n",
+    )
+    .unwrap();
+    // Port 443 as in production, on a loopback address of this run's own.
+    let pid = std::process::id();
+    let policy_ip = format!(
+        "127.{}.{}.{}",
+        100 + pid % 100,
+        (pid / 100) % 250,
+        2 + pid % 250
+    );
+    let dns = TestDns::start(&zones(&[
+        "_mta-sts.remote 300 IN TXT \"v=STSv1; id=20261127T01;\"".into(),
+        format!("mta-sts.remote 300 IN A {policy_ip}"),
+        "other 300 IN MX 10 mx.remote.test.".into(),
+        "_mta-sts.other 300 IN TXT \"v=STSv1; id=7\"".into(),
+        format!("mta-sts.other 300 IN A {policy_ip}"),
+    ]))
+    .unwrap();
+    let policy_server = start_policy_server(&policy_ip, dir);
+
+    let mut a = Setup::quickstart("admin@example.test", "").unwrap();
+    let mut b = Setup::quickstart("admin@remote.test", "").unwrap();
+    add_user(&a, "alice@example.test", ALICE_PW);
+    add_user(&b, "carol@remote.test", "Carol-Pass-1");
+    b.cli_ok(&["domain", "add", "other.test"], None).unwrap();
+    add_user(&b, "dave@other.test", "Dave-Pass-1");
+    let a_config = format!(
+        "{}[queue]\nmx_port = {}\nretry_first_seconds = 1\nretry_max_seconds = 2\ntimeout_seconds = 10\nca_file = \"{}\"\n",
+        dns_section(&dns),
+        b.ports.smtp.port(),
+        dir.join("ca.pem").display()
+    );
+    a.write_config(&a_config).unwrap();
+    // B starts with quickstart's self-signed certificate.
+    b.write_config(&dns_section(&dns)).unwrap();
+    let mut server_a = a.serve().unwrap();
+    let mut server_b = b.serve().unwrap();
+
+    let (ok, out) = send(
+        a.ports.submission.port(),
+        "starttls",
+        "carol@remote.test",
+        "sts-one@example.test",
+        "",
+    );
+    assert!(ok && out.contains("refused: {}"), "{out}");
+    let (ok, out) = send(
+        a.ports.submission.port(),
+        "starttls",
+        "dave@other.test",
+        "sts-two@example.test",
+        "",
+    );
+    assert!(ok && out.contains("refused: {}"), "{out}");
+    // Several attempts (retries after 1 s, then every 2 s), none delivered.
+    std::thread::sleep(Duration::from_secs(6));
+    let list = a.cli_ok(&["queue", "list"], None).unwrap();
+    assert!(
+        list.contains("<carol@remote.test>\tpending: mx.remote.test [127.0.0.1]: STARTTLS"),
+        "{list}"
+    );
+    assert!(
+        list.contains("<dave@other.test>\tpending: MTA-STS: no MX host of other.test"),
+        "{list}"
+    );
+    let attempts: Vec<u32> = list
+        .lines()
+        .filter_map(|l| l.split("attempts ").nth(1))
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        attempts.len() == 2 && attempts.iter().all(|&n| n >= 3),
+        "{list}"
+    );
+    assert_eq!(
+        b.cli_ok(&["mail", "list", "carol@remote.test"], None)
+            .unwrap(),
+        ""
+    );
+    assert_eq!(
+        b.cli_ok(&["mail", "list", "dave@other.test"], None)
+            .unwrap(),
+        ""
+    );
+    // One fetch per domain: later attempts use the cache while the id stays the same.
+    assert_eq!(fetches(dir, "mta-sts.remote.test"), 1);
+    assert_eq!(fetches(dir, "mta-sts.other.test"), 1);
+    assert!(server_a.log().contains("MTA-STS policy fetched"));
+
+    // The policy host goes away; B gets a certificate from the CA A trusts.
+    drop(policy_server);
+    server_b.stop(Duration::from_secs(10)).unwrap();
+    b.write_config(&format!(
+        "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dns_section(&dns),
+        dir.join("mx.pem").display(),
+        dir.join("mx.key").display()
+    ))
+    .unwrap();
+    let _server_b = b.serve().unwrap();
+    let list = wait_mail(&b, "carol@remote.test", 20, |l| l.contains("sts-one"));
+    let uid = uid_of(&list, "sts-one");
+    let received = b
+        .cli_ok(&["mail", "show", "carol@remote.test", &uid], None)
+        .unwrap();
+    assert!(received.contains("with ESMTPS"), "{received}");
+
+    // other.test's cached policy still holds with its host down, and after a restart.
+    std::thread::sleep(Duration::from_secs(3));
+    server_a.stop(Duration::from_secs(10)).unwrap();
+    let _server_a = a.serve().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        b.cli_ok(&["mail", "list", "dave@other.test"], None)
+            .unwrap(),
+        ""
+    );
+    let list = a.cli_ok(&["queue", "list"], None).unwrap();
+    assert!(
+        list.contains("<dave@other.test>\tpending: MTA-STS: no MX host of other.test")
+            && !list.contains("carol@remote.test"),
+        "{list}"
+    );
+}

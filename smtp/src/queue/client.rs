@@ -37,6 +37,8 @@ pub struct Attempt<'a> {
     pub addr: SocketAddr,
     /// TLS use.
     pub tls: TlsPolicy,
+    /// The connector that verifies certificates.
+    pub verified: &'a TlsConnector,
     /// AUTH at a relay (user, password).
     pub credentials: Option<(&'a str, &'a str)>,
     /// Per-reply timeout.
@@ -140,8 +142,11 @@ pub async fn deliver(a: &Attempt<'_>, plaintext: bool) -> Result<Vec<Outcome>, H
     let must_tls = a.tls != TlsPolicy::Opportunistic || a.require_tls;
     if caps.has_capability(EXT_START_TLS) && !plaintext {
         let verify = a.tls == TlsPolicy::Verified || a.require_tls;
-        let connector =
-            connector(verify).map_err(|e| HostError::Next(format!("{remote}: TLS setup: {e}")))?;
+        let connector = if verify {
+            a.verified.clone()
+        } else {
+            any_certificate().map_err(|e| HostError::Next(format!("{remote}: TLS setup: {e}")))?
+        };
         let mut client = match client.start_tls(&connector, a.host).await {
             Ok(c) => c,
             Err(e) if !must_tls => {
@@ -150,7 +155,9 @@ pub async fn deliver(a: &Attempt<'_>, plaintext: bool) -> Result<Vec<Outcome>, H
                     mail_error(e)
                 )));
             }
-            Err(e) if verify => {
+            // REQUIRETLS mail is returned when no host can take it safely; a host
+            // failing an MTA-STS or relay check is only skipped for this attempt.
+            Err(e) if a.require_tls => {
                 return Err(HostError::Unsuitable(
                     format!("{remote}: STARTTLS: {}", mail_error(e)),
                     "5.7.10",
@@ -198,14 +205,45 @@ fn quit_later<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(client: SmtpCl
     });
 }
 
-/// A TLS connector: with the system's roots (`verify`) or accepting any certificate.
-fn connector(verify: bool) -> Result<TlsConnector, String> {
+/// A connector accepting any certificate, for opportunistic TLS (RFC 7435).
+fn any_certificate() -> Result<TlsConnector, String> {
     use std::sync::OnceLock;
-    static VERIFIED: OnceLock<Result<TlsConnector, String>> = OnceLock::new();
     static ANY: OnceLock<Result<TlsConnector, String>> = OnceLock::new();
-    let cell = if verify { &VERIFIED } else { &ANY };
-    cell.get_or_init(|| mail_send::smtp::tls::build_tls_connector(!verify))
+    ANY.get_or_init(|| mail_send::smtp::tls::build_tls_connector(true))
         .clone()
+}
+
+/// A connector that accepts only certificates valid for the host name, chaining to
+/// the system's roots or to one in `ca_file` (PEM; empty: none).
+pub fn verifying_connector(ca_file: &std::path::Path) -> Result<TlsConnector, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    use std::sync::Arc;
+    let mut extra = Vec::new();
+    if !ca_file.as_os_str().is_empty() {
+        let pem = std::fs::read(ca_file)
+            .map_err(|e| format!("[queue] ca_file {}: {e}", ca_file.display()))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            extra.push(cert.map_err(|e| format!("[queue] ca_file {}: {e}", ca_file.display()))?);
+        }
+        if extra.is_empty() {
+            return Err(format!(
+                "[queue] ca_file {} holds no PEM certificate",
+                ca_file.display()
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| format!("the certificate verifier: {e}"))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("the TLS client: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 async fn transact<T: AsyncRead + AsyncWrite + Unpin>(

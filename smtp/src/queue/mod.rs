@@ -4,10 +4,12 @@
 //! every recipient before anything else happens, so a crash never makes us forget a
 //! delivery. Temporary failures are retried with exponential backoff up to
 //! `[queue] max_age_seconds`; permanent failures and expiry produce one RFC 3464
-//! report ([`dsn`]) to the sender.
+//! report ([`dsn`]) to the sender. Domains that publish an MTA-STS policy
+//! ([`mta_sts`]) get their mail only over verified TLS to the hosts they name.
 
 pub mod client;
 pub mod dsn;
+pub mod mta_sts;
 pub mod route;
 
 use std::collections::{BTreeMap, HashSet};
@@ -28,7 +30,6 @@ use route::Destination;
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// The outbound queue's worker.
-#[derive(Debug)]
 pub struct Queue {
     store: Arc<Store>,
     config: QueueConfig,
@@ -37,6 +38,18 @@ pub struct Queue {
     wake: Notify,
     busy: Mutex<HashSet<QueueId>>,
     slots: Semaphore,
+    /// Verifies certificates where they must be valid (MTA-STS, REQUIRETLS, the relay).
+    verified: tokio_rustls::TlsConnector,
+    sts: mta_sts::Sts,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("hostname", &self.hostname)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of one recipient in one attempt.
@@ -52,15 +65,18 @@ enum Result1 {
 }
 
 impl Queue {
-    /// A worker for `store`'s queue; `resolver` answers MX and address lookups.
+    /// A worker for `store`'s queue; `resolver` answers MX, address and MTA-STS
+    /// lookups. Fails when `[queue] ca_file` cannot be read.
     pub fn new(
         store: Arc<Store>,
         config: QueueConfig,
         hostname: String,
         resolver: TokioResolver,
-    ) -> Arc<Queue> {
+    ) -> Result<Arc<Queue>, String> {
         let slots = Semaphore::new(config.concurrency.max(1));
-        Arc::new(Queue {
+        let verified = client::verifying_connector(&config.ca_file)?;
+        let sts = mta_sts::Sts::new(store.clone(), resolver.clone(), verified.clone());
+        Ok(Arc::new(Queue {
             store,
             config,
             hostname,
@@ -68,7 +84,9 @@ impl Queue {
             wake: Notify::new(),
             busy: Mutex::new(HashSet::new()),
             slots,
-        })
+            verified,
+            sts,
+        }))
     }
 
     /// Makes the worker look at the queue now (a message was queued or retried).
@@ -213,8 +231,20 @@ impl Queue {
     ) -> Vec<Result1> {
         let all = |r: Result1| vec![r; indices.len()];
         let (hosts, port, tls, credentials) = if self.config.relay.is_empty() {
+            let mut tls = TlsPolicy::Opportunistic;
             let hosts = match route::destination(&self.resolver, domain).await {
-                Destination::Hosts(h) => h.into_iter().map(|h| (h, None)).collect(),
+                Destination::Hosts(h) => match self.sts.policy(domain).await {
+                    Some(policy) => match self.apply_sts(message.id, domain, &policy, h) {
+                        Ok((hosts, enforced)) => {
+                            if enforced {
+                                tls = TlsPolicy::Verified;
+                            }
+                            hosts.into_iter().map(|h| (h, None)).collect()
+                        }
+                        Err(text) => return all(Result1::Temporary(text)),
+                    },
+                    None => h.into_iter().map(|h| (h, None)).collect(),
+                },
                 Destination::Literal(ip) => vec![(ip.to_string(), Some(ip))],
                 Destination::Refused(status, reply) => {
                     return all(Result1::Permanent {
@@ -225,7 +255,7 @@ impl Queue {
                 }
                 Destination::Failed(text) => return all(Result1::Temporary(text)),
             };
-            (hosts, self.config.mx_port, TlsPolicy::Opportunistic, None)
+            (hosts, self.config.mx_port, tls, None)
         } else {
             let Some((host, port)) = parse_relay(&self.config.relay) else {
                 return all(Result1::Temporary(format!(
@@ -273,6 +303,7 @@ impl Queue {
                     host,
                     addr: SocketAddr::new(ip, port),
                     tls,
+                    verified: &self.verified,
                     credentials,
                     timeout: Duration::from_secs(self.config.timeout_seconds.max(1)),
                     sender: &message.sender,
@@ -330,6 +361,41 @@ impl Queue {
                 remote: None,
             }),
             _ => all(Result1::Temporary(last_error)),
+        }
+    }
+
+    /// The MX hosts an MTA-STS policy lets us use, and whether TLS must be verified
+    /// with them; an error text when it leaves none (RFC 8461 §5.1: try again later).
+    fn apply_sts(
+        &self,
+        id: QueueId,
+        domain: &str,
+        policy: &mta_sts::Policy,
+        hosts: Vec<String>,
+    ) -> Result<(Vec<String>, bool), String> {
+        match policy.mode {
+            mta_sts::Mode::None => Ok((hosts, false)),
+            mta_sts::Mode::Testing => {
+                for host in hosts.iter().filter(|h| !policy.matches(h)) {
+                    tracing::warn!(id, domain, host, patterns = ?policy.mx, "MTA-STS (testing): this MX host is not in the policy");
+                }
+                Ok((hosts, false))
+            }
+            mta_sts::Mode::Enforce => {
+                let (allowed, refused): (Vec<String>, Vec<String>) =
+                    hosts.into_iter().partition(|h| policy.matches(h));
+                for host in &refused {
+                    tracing::warn!(id, domain, host, patterns = ?policy.mx, "MTA-STS: skipping an MX host the policy does not name");
+                }
+                if allowed.is_empty() {
+                    return Err(format!(
+                        "MTA-STS: no MX host of {domain} ({}) matches its policy (mx: {})",
+                        refused.join(", "),
+                        policy.mx.join(", ")
+                    ));
+                }
+                Ok((allowed, true))
+            }
         }
     }
 
