@@ -5,8 +5,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
+use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use crate::Error;
 use crate::keys::Algorithm;
@@ -56,35 +58,79 @@ impl std::fmt::Debug for SigningKey {
 }
 
 /// The `DKIM-Signature:` header fields for `message` (CRLF line ends), one per key,
-/// to be prepended to it.
+/// to be prepended to it. Parsed keys are kept for the life of the process (an RSA
+/// key's parse and consistency check costs more than the signature itself); a key
+/// whose PEM changes under the same selector is parsed again.
 pub fn sign(message: &[u8], keys: &[SigningKey]) -> Result<String, Error> {
     let mut out = String::new();
     for key in keys {
         let err = |e: mail_auth::Error| Error::Key(format!("{} {}: {e}", key.domain, key.selector));
-        let signature = match key.algorithm {
-            Algorithm::Ed25519 => {
-                let der = pem_to_der(&key.private_key_pem).ok_or_else(|| {
-                    Error::Key(format!("{} {}: unreadable PEM", key.domain, key.selector))
-                })?;
-                let pk = Ed25519Key::from_pkcs8_der(&der).map_err(err)?;
-                signer(DkimSigner::from_key(pk), key)
-                    .sign(message)
-                    .map_err(err)?
-            }
-            Algorithm::Rsa2048 => {
-                let der = pem_to_der(&key.private_key_pem).ok_or_else(|| {
-                    Error::Key(format!("{} {}: unreadable PEM", key.domain, key.selector))
-                })?;
-                let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
-                let pk = RsaKey::<Sha256>::from_key_der(der).map_err(err)?;
-                signer(DkimSigner::from_key(pk), key)
-                    .sign(message)
-                    .map_err(err)?
-            }
+        let signature = match parsed(key)? {
+            Parsed::Ed25519(pk) => signer(DkimSigner::from_key(Shared(pk)), key)
+                .sign(message)
+                .map_err(err)?,
+            Parsed::Rsa(pk) => signer(DkimSigner::from_key(Shared(pk)), key)
+                .sign(message)
+                .map_err(err)?,
         };
         out.push_str(&signature.to_header());
     }
     Ok(out)
+}
+
+/// A private key parsed once and shared by every signature made with it.
+#[derive(Clone)]
+enum Parsed {
+    Ed25519(Arc<Ed25519Key>),
+    Rsa(Arc<RsaKey<Sha256>>),
+}
+
+/// Lends a shared key to mail-auth's signer, which takes its key by value.
+struct Shared<K>(Arc<K>);
+
+impl<K: mail_auth::common::crypto::SigningKey> mail_auth::common::crypto::SigningKey for Shared<K> {
+    type Hasher = K::Hasher;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// (domain, selector) -> (the PEM it was parsed from, the key).
+type Cache = HashMap<(String, String), (String, Parsed)>;
+
+fn parsed(key: &SigningKey) -> Result<Parsed, Error> {
+    static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    let id = (key.domain.clone(), key.selector.clone());
+    if let Some((pem, parsed)) = CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+        && *pem == key.private_key_pem
+    {
+        return Ok(parsed.clone());
+    }
+    let err = |e: mail_auth::Error| Error::Key(format!("{} {}: {e}", key.domain, key.selector));
+    let der = pem_to_der(&key.private_key_pem)
+        .ok_or_else(|| Error::Key(format!("{} {}: unreadable PEM", key.domain, key.selector)))?;
+    let parsed = match key.algorithm {
+        Algorithm::Ed25519 => {
+            Parsed::Ed25519(Arc::new(Ed25519Key::from_pkcs8_der(&der).map_err(err)?))
+        }
+        Algorithm::Rsa2048 => {
+            let der = rustls_pki_types::PrivateKeyDer::Pkcs8(der.into());
+            Parsed::Rsa(Arc::new(RsaKey::<Sha256>::from_key_der(der).map_err(err)?))
+        }
+    };
+    CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, (key.private_key_pem.clone(), parsed.clone()));
+    Ok(parsed)
 }
 
 fn signer<T: mail_auth::common::crypto::SigningKey>(
