@@ -69,24 +69,83 @@ pub fn check_policy(password: &str) -> Result<(), Error> {
 /// Hashes `password` with argon2id (default parameters: 19 MiB, 2 passes) and a fresh
 /// random 16-byte salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, Error> {
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Hash(e.to_string()))
+    let password = password.to_string();
+    on_hashing_thread(move || {
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Hash(e.to_string()))
+    })
+    .unwrap_or_else(|| Err(Error::Hash("the hashing thread failed".into())))
+}
+
+/// Runs `job` on one of the password-hashing threads (one per CPU) and waits for it.
+/// Each argon2 computation takes 19 MiB and a whole CPU: running more at once only
+/// adds memory without finishing any sooner. Keeping them on a few threads of their
+/// own matters as much: the allocator keeps a freed 19 MiB block in the arena of the
+/// thread that used it, so hashing on any of the many blocking threads left 19 MiB
+/// behind in each (20 simultaneous logins grew the server to 330 MB). `None` if the
+/// job panicked.
+fn on_hashing_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(e) => e.into_inner().recv(),
+                        };
+                        match job {
+                            // A panicking job must not take the thread with it.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password-hashing thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = done.send(job());
+    });
+    let sent = pool.lock().unwrap_or_else(|e| e.into_inner()).send(job);
+    if let Err(std::sync::mpsc::SendError(job)) = sent {
+        // No hashing thread could be started: hash here rather than not at all.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
+    result.recv().ok()
 }
 
 /// Checks `password` against a stored PHC string: `$argon2id$`, `$argon2i$`,
 /// `$argon2d$` or `$pbkdf2-sha256$` / `$pbkdf2-sha512$`. An unparsable hash never
 /// verifies.
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    let (password, phc) = (password.to_string(), phc.to_string());
+    on_hashing_thread(move || verify_here(&password, &phc)).unwrap_or(false)
+}
+
+fn verify_here(password: &str, phc: &str) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
     let id = hash.algorithm.as_str();
     if id.starts_with("argon2") {
-        argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok()
+        argon2_verify(password.as_bytes(), &hash)
     } else if id.starts_with("pbkdf2") {
         pbkdf2::Pbkdf2::default()
             .verify_password(password.as_bytes(), &hash)
@@ -94,6 +153,47 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     } else {
         false
     }
+}
+
+/// The most memory a stored argon2 hash may ask for (1 GiB in 1 KiB blocks): an
+/// imported hash with absurd parameters fails instead of exhausting memory.
+const MAX_ARGON2_BLOCKS: usize = 1 << 20;
+
+/// Verifies an argon2 PHC hash in memory this thread keeps from one hash to the next
+/// (what `PasswordVerifier` does, minus allocating and freeing 19 MiB each time,
+/// which left each freed block stranded in the allocator). Constant-time comparison.
+fn argon2_verify(password: &[u8], hash: &PasswordHash) -> bool {
+    use argon2::password_hash::phc::Output;
+    use argon2::{Algorithm, Block, Params, Version};
+    thread_local! {
+        static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map(Version::try_from).transpose() else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let blocks_needed = params.block_count();
+    if blocks_needed > MAX_ARGON2_BLOCKS {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let computed = BLOCKS.with_borrow_mut(|blocks| {
+        if blocks.len() < blocks_needed {
+            blocks.resize(blocks_needed, Block::default());
+        }
+        argon2::Argon2::new(algorithm, version.unwrap_or_default(), params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..blocks_needed])
+            .is_ok()
+    });
+    computed && Output::new(&out).is_ok_and(|o| o == *expected)
 }
 
 /// A hash that never matches, verified when the account does not exist so that a
@@ -218,6 +318,39 @@ mod tests {
         assert!(verify_password("Secret-123", &a));
         assert!(!verify_password("Secret-124", &a));
         assert!(!verify_password("Secret-123", "not a hash"));
+    }
+
+    #[test]
+    fn argon2_hashes_with_other_parameters_verify() {
+        use argon2::password_hash::CustomizedPasswordHasher;
+        // Hashes made by the argon2 crate's own hasher with other variants, versions
+        // and costs (as imported accounts may have), checked by our reused-memory path;
+        // a large one first so that a smaller one reuses a bigger buffer.
+        for (alg, version, m, t, p) in [
+            ("argon2id", 0x13, 65536, 1, 1),
+            ("argon2i", 0x13, 64, 3, 1),
+            ("argon2d", 0x10, 256, 1, 2),
+            ("argon2id", 0x13, 19456, 2, 1),
+        ] {
+            let params = argon2::Params::new(m, t, p, None).unwrap();
+            let phc = argon2::Argon2::default()
+                .hash_password_customized(
+                    b"Secret-123",
+                    b"somesaltsomesalt",
+                    Some(alg),
+                    Some(version),
+                    params,
+                )
+                .unwrap()
+                .to_string();
+            assert!(verify_password("Secret-123", &phc), "{phc}");
+            assert!(!verify_password("Secret-12", &phc), "{phc}");
+        }
+        // Absurd memory cost: refused, not attempted.
+        assert!(!verify_password(
+            "x",
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$lDEjoeBkqhlSUzIwiEFmpdsw5zZ7wOfDuLvrIqSx7jI"
+        ));
     }
 
     #[test]
