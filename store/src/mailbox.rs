@@ -87,6 +87,9 @@ pub struct Mailbox {
     /// Whether the mailbox is subscribed (RFC 3501 §6.3.6).
     #[serde(default)]
     pub subscribed: bool,
+    /// The lowest UID no session has claimed as `\Recent` yet (RFC 3501 §2.3.2).
+    #[serde(default)]
+    pub recent_from: Uid,
 }
 
 /// The inbox's name (RFC 3501 §5.1: case-insensitive).
@@ -178,6 +181,7 @@ pub(crate) fn insert_mailbox(
         uid_next: 1,
         highest_modseq: 1,
         subscribed: true,
+        recent_from: 1,
     };
     names.insert((account, mailbox.name.as_str()), mailbox.id)?;
     save_mailbox(txn, &mailbox)?;

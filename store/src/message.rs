@@ -75,7 +75,7 @@ pub fn normalize_flags(flags: &[String]) -> Result<Vec<String>, Error> {
 }
 
 /// Loads one message inside a write transaction; [`Error::NotFound`] if it does not exist.
-fn load_message(
+pub(crate) fn load_message(
     txn: &WriteTransaction,
     mailbox: MailboxId,
     uid: Uid,
@@ -84,7 +84,7 @@ fn load_message(
         .ok_or_else(|| Error::NotFound(format!("the message with UID {uid} in mailbox {mailbox}")))
 }
 
-fn save_message(txn: &WriteTransaction, meta: &MessageMeta) -> Result<(), Error> {
+pub(crate) fn save_message(txn: &WriteTransaction, meta: &MessageMeta) -> Result<(), Error> {
     txn.open_table(MESSAGES)?.insert(
         (meta.mailbox, meta.uid),
         encode("a message", meta)?.as_slice(),
@@ -93,7 +93,7 @@ fn save_message(txn: &WriteTransaction, meta: &MessageMeta) -> Result<(), Error>
 }
 
 /// Takes the next MODSEQ of a mailbox (RFC 7162 §3.1: strictly ascending per mailbox).
-fn bump_modseq(mailbox: &mut crate::Mailbox) -> Result<ModSeq, Error> {
+pub(crate) fn bump_modseq(mailbox: &mut crate::Mailbox) -> Result<ModSeq, Error> {
     mailbox.highest_modseq = mailbox
         .highest_modseq
         .checked_add(1)
@@ -119,7 +119,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Records an appended message in the index, inside a write transaction.
-fn stage_append(
+pub(crate) fn stage_append(
     txn: &WriteTransaction,
     mailbox: MailboxId,
     blob: String,
@@ -157,6 +157,67 @@ fn stage_append(
     account.used_bytes = used.saturating_add(size);
     save_account(txn, &account)?;
     Ok((meta, mbox.account))
+}
+
+/// What [`expunge_in`] removed.
+pub(crate) struct Expunged {
+    /// The UIDs removed, ascending.
+    pub removed: Vec<Uid>,
+    /// Their body files, for the caller to delete after the commit (or keep, on a move).
+    pub blobs: Vec<String>,
+    /// The MODSEQ of the expunge (the mailbox's highest if nothing was removed).
+    pub modseq: ModSeq,
+}
+
+/// Removes messages from the index within `txn`, records the expunge MODSEQ per UID
+/// for QRESYNC (RFC 7162 §3.2.10) and frees their bytes from the account's quota.
+pub(crate) fn expunge_in(
+    txn: &WriteTransaction,
+    mailbox: MailboxId,
+    uids: &[Uid],
+) -> Result<Expunged, Error> {
+    let mut uids = uids.to_vec();
+    uids.sort_unstable();
+    uids.dedup();
+    let mut mbox = load_mailbox(txn, mailbox)?;
+    let mut removed = Vec::new();
+    let mut blobs = Vec::new();
+    let mut bytes = 0u64;
+    {
+        let mut messages = txn.open_table(MESSAGES)?;
+        for &uid in &uids {
+            let Some(v) = messages.remove((mailbox, uid))? else {
+                continue;
+            };
+            let meta: MessageMeta = decode("a message", v.value())?;
+            removed.push(uid);
+            bytes = bytes.saturating_add(meta.size);
+            blobs.push(meta.blob);
+        }
+    }
+    if removed.is_empty() {
+        return Ok(Expunged {
+            removed,
+            blobs,
+            modseq: mbox.highest_modseq,
+        });
+    }
+    let modseq = bump_modseq(&mut mbox)?;
+    {
+        let mut expunged = txn.open_table(EXPUNGED)?;
+        for &uid in &removed {
+            expunged.insert((mailbox, uid), modseq)?;
+        }
+    }
+    save_mailbox(txn, &mbox)?;
+    let mut account = load_account(txn, mbox.account)?;
+    account.used_bytes = account.used_bytes.saturating_sub(bytes);
+    save_account(txn, &account)?;
+    Ok(Expunged {
+        removed,
+        blobs,
+        modseq,
+    })
 }
 
 impl Store {
@@ -356,51 +417,19 @@ impl Store {
     ///
     /// The expunge takes one new MODSEQ, recorded per UID for QRESYNC (RFC 7162 §3.2.10).
     pub fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>, Error> {
-        let mut uids = uids.to_vec();
-        uids.sort_unstable();
-        uids.dedup();
-        let (removed, blobs, account, modseq) = self.write(|txn| {
-            let mut mbox = load_mailbox(txn, mailbox)?;
-            let mut removed = Vec::new();
-            let mut blobs = Vec::new();
-            let mut bytes = 0u64;
-            {
-                let mut messages = txn.open_table(MESSAGES)?;
-                for &uid in &uids {
-                    let Some(v) = messages.remove((mailbox, uid))? else {
-                        continue;
-                    };
-                    let meta: MessageMeta = decode("a message", v.value())?;
-                    removed.push(uid);
-                    bytes = bytes.saturating_add(meta.size);
-                    blobs.push(meta.blob);
-                }
-            }
-            if removed.is_empty() {
-                return Ok((removed, blobs, mbox.account, mbox.highest_modseq));
-            }
-            let modseq = bump_modseq(&mut mbox)?;
-            {
-                let mut expunged = txn.open_table(EXPUNGED)?;
-                for &uid in &removed {
-                    expunged.insert((mailbox, uid), modseq)?;
-                }
-            }
-            save_mailbox(txn, &mbox)?;
-            let mut account = load_account(txn, mbox.account)?;
-            account.used_bytes = account.used_bytes.saturating_sub(bytes);
-            save_account(txn, &account)?;
-            Ok((removed, blobs, mbox.account, modseq))
+        let (expunged, account) = self.write(|txn| {
+            let e = expunge_in(txn, mailbox, uids)?;
+            Ok((e, load_mailbox(txn, mailbox)?.account))
         })?;
-        if !removed.is_empty() {
-            self.blobs.remove_all(&blobs);
+        if !expunged.removed.is_empty() {
+            self.blobs.remove_all(&expunged.blobs);
             self.notify(Change::Mailbox {
                 account,
                 mailbox,
-                modseq,
+                modseq: expunged.modseq,
             });
         }
-        Ok(removed)
+        Ok(expunged.removed)
     }
 
     /// The UIDs expunged from a mailbox with a MODSEQ above `since`, ascending, for
