@@ -122,6 +122,12 @@ pub trait Session: Send + 'static {
     fn shutting_down(&mut self) -> Vec<u8>;
     /// The last words when the client was idle too long.
     fn timed_out(&mut self) -> Vec<u8>;
+    /// Bytes the session wants to send without waiting for input (IMAP IDLE updates).
+    /// Polled beside the read and dropped when input arrives first, so it must be
+    /// cancel-safe. The default never completes.
+    fn unsolicited(&mut self) -> impl Future<Output = Vec<u8>> + Send {
+        std::future::pending()
+    }
 }
 
 /// A protocol served by listeners: makes sessions and knows its fixed replies.
@@ -375,6 +381,10 @@ impl Driver {
                     break;
                 }
                 read = tokio::time::timeout(idle, stream.read(&mut buf)) => read,
+                pushed = session.unsolicited() => {
+                    write_all(&mut stream, &pushed).await?;
+                    continue;
+                }
             };
             let n = match read {
                 Err(_) => {
