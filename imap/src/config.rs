@@ -14,6 +14,10 @@ pub struct Config {
     /// Addresses for plaintext IMAP (port 143). Empty by default: mail is read over TLS
     /// only. Where set, STARTTLS is offered and LOGIN is disabled until TLS is on.
     pub listen: Vec<SocketAddr>,
+    /// The largest message APPEND takes, in octets (APPENDLIMIT, RFC 7889).
+    pub max_message_bytes: u32,
+    /// Connections one account may have logged in at once.
+    pub max_sessions_per_account: usize,
 }
 
 impl Default for Config {
@@ -21,6 +25,8 @@ impl Default for Config {
         Config {
             listen_tls: vec![SocketAddr::from(([0u16; 8], 993))],
             listen: Vec::new(),
+            max_message_bytes: 50 * 1024 * 1024,
+            max_sessions_per_account: 20,
         }
     }
 }

@@ -1,32 +1,56 @@
-//! The IMAP session (RFC 3501 / RFC 9051), sans-socket: fed bytes, returning replies.
-//!
-//! This is the not-authenticated state every later piece builds on: greeting with
-//! capabilities, CAPABILITY, NOOP, LOGOUT, STARTTLS on a plaintext listener
-//! (LOGINDISABLED until TLS, RFC 3501 §6.2.3), and LOGIN against the account store with
-//! the failed-login limiter and the activity log. Mailbox commands after login answer
-//! `NO [UNAVAILABLE]` until the mailbox layer lands.
+//! The IMAP connection for `common::net`: bytes in, split into lines and literals by
+//! imap-codec's fragmentizer (continuations for synchronising literals, LITERAL+,
+//! size limits), each complete command decoded and run by [`Core`] on a blocking
+//! thread (the store is synchronous), IDLE updates pushed as the store changes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::net::{self, Action, ConnInfo, Output};
-use store::login::{Authenticator, LoginError};
+use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::auth::AuthenticateData;
+use imap_codec::imap_types::core::LiteralMode;
+use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
+use store::login::Authenticator;
+use store::{AccountId, Change, Store};
+use tokio::sync::broadcast;
 
-/// Longest command line we buffer (RFC 7162 §4 asks for at least 8192 octets).
+use crate::config::Config;
+use crate::core::{Core, Limits, Next, Waiting};
+use crate::op;
+use crate::resp;
+
+/// The longest command line (without literals) we take, RFC 7162 §4 asks for 8192.
 const MAX_LINE: usize = 64 * 1024;
-/// Longest literal accepted before authentication.
-const MAX_LITERAL_UNAUTH: usize = 8 * 1024;
+
+/// Sessions per account, shared by all connections.
+pub type SessionCounts = Arc<Mutex<HashMap<AccountId, usize>>>;
 
 /// The IMAP protocol for the network driver.
 #[derive(Debug, Clone)]
 pub struct Imap {
+    store: Arc<Store>,
     auth: Arc<Authenticator>,
+    limits: Limits,
+    max_sessions_per_account: usize,
+    sessions: SessionCounts,
 }
 
 impl Imap {
-    /// IMAP checking logins with `auth`.
-    pub fn new(auth: Arc<Authenticator>) -> Self {
-        Imap { auth }
+    /// IMAP over `store`, checking logins with `auth`.
+    pub fn new(store: Arc<Store>, auth: Arc<Authenticator>, config: &Config) -> Self {
+        Imap {
+            store,
+            auth,
+            limits: Limits {
+                max_literal: config.max_message_bytes,
+                max_literal_unauthenticated: 8 * 1024,
+            },
+            max_sessions_per_account: config.max_sessions_per_account,
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 }
 
@@ -34,14 +58,22 @@ impl net::Protocol for Imap {
     type Session = Session;
 
     fn open(&self, info: &ConnInfo) -> Session {
+        let core = Core::new(
+            self.store.clone(),
+            self.auth.clone(),
+            info.peer.ip(),
+            info.tls,
+            info.starttls,
+            self.limits,
+        );
         Session {
-            auth: self.auth.clone(),
-            info: info.clone(),
-            tls: info.tls,
-            user: None,
-            buf: Vec::new(),
-            pending: Vec::new(),
-            literal: None,
+            core: Some(core),
+            frag: fragmentizer(&self.limits),
+            limits: self.limits,
+            changes: self.store.subscribe(),
+            max_sessions: self.max_sessions_per_account,
+            sessions: self.sessions.clone(),
+            counted: None,
         }
     }
 
@@ -55,252 +87,322 @@ impl net::Protocol for Imap {
     }
 }
 
-/// One IMAP conversation.
-#[derive(Debug)]
-pub struct Session {
-    auth: Arc<Authenticator>,
-    info: ConnInfo,
-    tls: bool,
-    user: Option<String>,
-    /// Bytes received and not yet consumed.
-    buf: Vec<u8>,
-    /// The command assembled so far (lines and literals).
-    pending: Vec<u8>,
-    /// Octets of literal still expected.
-    literal: Option<usize>,
+fn fragmentizer(limits: &Limits) -> Fragmentizer {
+    Fragmentizer::new(limits.max_literal.saturating_add(MAX_LINE as u32 * 2))
 }
 
-/// A parsed argument: atom, quoted string or literal, as bytes.
-fn parse_args(mut s: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
-    let mut args = Vec::new();
-    loop {
-        while let [b' ', rest @ ..] = s {
-            s = rest;
-        }
-        match s {
-            [] => return Ok(args),
-            [b'"', rest @ ..] => {
-                let mut out = Vec::new();
-                let mut i = 0;
-                loop {
-                    match rest.get(i) {
-                        None => return Err("unterminated quoted string"),
-                        Some(b'\\') => {
-                            out.push(*rest.get(i + 1).ok_or("bad escape")?);
-                            i += 2;
-                        }
-                        Some(b'"') => break,
-                        Some(b) => {
-                            out.push(*b);
-                            i += 1;
-                        }
-                    }
+/// One IMAP connection.
+pub struct Session {
+    /// The logic; `None` only while a command runs on a blocking thread.
+    core: Option<Core>,
+    frag: Fragmentizer,
+    limits: Limits,
+    changes: broadcast::Receiver<Change>,
+    max_sessions: usize,
+    sessions: SessionCounts,
+    /// The account this connection counts against, once logged in.
+    counted: Option<AccountId>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(id) = self.counted {
+            let mut counts = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&id);
                 }
-                args.push(out);
-                s = &rest[i + 1..];
-            }
-            [b'{', rest @ ..] => {
-                // Literal: "{n}" or "{n+}" CRLF followed by n octets (assembled below).
-                let close = rest.iter().position(|b| *b == b'}').ok_or("bad literal")?;
-                let n: usize = std::str::from_utf8(&rest[..close])
-                    .ok()
-                    .and_then(|t| t.trim_end_matches('+').parse().ok())
-                    .ok_or("bad literal length")?;
-                let body_start = close + 1 + 2;
-                let body = rest
-                    .get(body_start..body_start + n)
-                    .ok_or("short literal")?;
-                args.push(body.to_vec());
-                s = &rest[body_start + n..];
-            }
-            _ => {
-                let end = s.iter().position(|b| *b == b' ').unwrap_or(s.len());
-                args.push(s[..end].to_vec());
-                s = &s[end..];
             }
         }
     }
+}
+
+/// What one decoded input is.
+enum Input {
+    Command(imap_codec::imap_types::command::Command<'static>),
+    AuthData(String, Option<Vec<u8>>),
+    IdleDone(String),
+    /// A line that could not be decoded: the reply to send.
+    Bad(Vec<u8>),
 }
 
 impl Session {
-    fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1"];
-        if !self.tls {
-            caps.push("STARTTLS");
-            caps.push("LOGINDISABLED");
-        }
-        caps.join(" ")
-    }
-
-    async fn command(&mut self, line: Vec<u8>) -> Output {
-        let (tag, rest) = match line.iter().position(|b| *b == b' ') {
-            Some(p) => (
-                String::from_utf8_lossy(&line[..p]).into_owned(),
-                &line[p + 1..],
-            ),
-            None => return Output::reply(b"* BAD Missing command\r\n".to_vec()),
-        };
-        if tag.is_empty() || tag.contains(['*', '+', '(', ')', '{', '%', '"', '\\']) {
-            return Output::reply(b"* BAD Invalid tag\r\n".to_vec());
-        }
-        let (verb, args) = match rest.iter().position(|b| *b == b' ') {
-            Some(p) => (&rest[..p], &rest[p + 1..]),
-            None => (rest, &b""[..]),
-        };
-        let verb = String::from_utf8_lossy(verb).to_ascii_uppercase();
-        let ok = |text: &str| Output::reply(format!("{tag} {text}\r\n").into_bytes());
-        match verb.as_str() {
-            "CAPABILITY" => Output::reply(
-                format!(
-                    "* CAPABILITY {}\r\n{tag} OK CAPABILITY completed\r\n",
-                    self.capabilities()
-                )
-                .into_bytes(),
-            ),
-            "NOOP" => ok("OK NOOP completed"),
-            "LOGOUT" => Output::close(
-                format!("* BYE Logging out\r\n{tag} OK LOGOUT completed\r\n").into_bytes(),
-            ),
-            "STARTTLS" if self.info.starttls && !self.tls => {
-                // RFC 3501 §6.2.1: nothing the client sent after STARTTLS counts.
-                self.buf.clear();
-                Output {
-                    reply: format!("{tag} OK Begin TLS negotiation now\r\n").into_bytes(),
-                    action: Action::StartTls,
-                }
-            }
-            "LOGIN" if self.user.is_some() => ok("BAD Already authenticated"),
-            "LOGIN" if !self.tls => ok("NO [PRIVACYREQUIRED] LOGIN is disabled until TLS is on"),
-            "LOGIN" => match parse_args(args) {
-                Ok(a) if a.len() == 2 => {
-                    let user = String::from_utf8_lossy(&a[0]).into_owned();
-                    let password = String::from_utf8_lossy(&a[1]).into_owned();
-                    self.login(&tag, user, password).await
-                }
-                Ok(_) => ok("BAD LOGIN takes a user name and a password"),
-                Err(e) => ok(&format!("BAD {e}")),
-            },
-            "STARTTLS" | "AUTHENTICATE" if self.user.is_none() => ok("BAD Not supported here"),
-            _ if self.user.is_none() => ok("BAD Unknown command or not allowed before login"),
-            _ => ok("NO [UNAVAILABLE] Mailbox access is not available yet"),
-        }
-    }
-
-    async fn login(&mut self, tag: &str, user: String, password: String) -> Output {
-        let auth = self.auth.clone();
-        let ip = self.info.peer.ip();
-        let name = user.clone();
-        let result =
-            tokio::task::spawn_blocking(move || auth.login(&name, &password, ip, "imap")).await;
-        let text = match result {
-            Ok(Ok(account)) => {
-                self.user = Some(account.email);
-                format!("{tag} OK [CAPABILITY IMAP4rev1] LOGIN completed\r\n")
-            }
-            Ok(Err(LoginError::Failed)) => {
-                format!("{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n")
-            }
-            Ok(Err(LoginError::Limited(_))) => {
-                format!(
-                    "{tag} NO [UNAVAILABLE] Too many failed logins from your address, try again later\r\n"
-                )
-            }
-            Ok(Err(LoginError::Unavailable(e))) => {
-                tracing::error!(error = %e, "login check failed");
-                format!("{tag} NO [UNAVAILABLE] Temporary failure, try again later\r\n")
+    /// Runs `f` on the core on a blocking thread.
+    async fn run<F>(&mut self, f: F) -> Option<(Vec<u8>, Next)>
+    where
+        F: FnOnce(&mut Core, &mut Vec<u8>) -> Next + Send + 'static,
+    {
+        let mut core = self.core.take()?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let next = f(&mut core, &mut out);
+            (core, out, next)
+        })
+        .await;
+        match joined {
+            Ok((core, out, next)) => {
+                self.core = Some(core);
+                Some((out, next))
             }
             Err(e) => {
-                tracing::error!(error = %e, "login task failed");
-                format!("{tag} NO [UNAVAILABLE] Temporary failure, try again later\r\n")
+                tracing::error!(error = %e, "an IMAP command failed");
+                None
             }
-        };
-        Output::reply(text.into_bytes())
+        }
+    }
+
+    fn waiting(&self) -> Waiting {
+        self.core
+            .as_ref()
+            .map_or(Waiting::Command, |c| c.waiting.clone())
+    }
+
+    /// Decodes the complete message in the fragmentizer for what the session expects.
+    fn decode(&self) -> Input {
+        let tag_of = |frag: &Fragmentizer| frag.decode_tag().map(|t| t.as_ref().to_string());
+        match self.waiting() {
+            Waiting::Command => match self.frag.decode_message(&CommandCodec::default()) {
+                Ok(cmd) => Input::Command(cmd.into_static()),
+                Err(DecodeMessageError::MessageTooLong { .. }) => {
+                    let mut out = Vec::new();
+                    bad(&mut out, tag_of(&self.frag), "Command too long");
+                    Input::Bad(out)
+                }
+                Err(_) => {
+                    let mut out = Vec::new();
+                    let text = syntax_hint(self.frag.message_bytes());
+                    bad(&mut out, tag_of(&self.frag), &text);
+                    Input::Bad(out)
+                }
+            },
+            Waiting::AuthData { tag } => {
+                match self.frag.decode_message(&AuthenticateDataCodec::default()) {
+                    Ok(AuthenticateData::Continue(data)) => {
+                        Input::AuthData(tag, Some(data.declassify().to_vec()))
+                    }
+                    Ok(AuthenticateData::Cancel) => Input::AuthData(tag, None),
+                    Err(_) => Input::AuthData(tag, Some(Vec::new())),
+                }
+            }
+            Waiting::Idle { tag } => match self.frag.decode_message(&IdleDoneCodec::default()) {
+                Ok(_) => Input::IdleDone(tag),
+                Err(_) => Input::IdleDone(tag),
+            },
+        }
+    }
+}
+
+fn bad(out: &mut Vec<u8>, tag: Option<String>, text: &str) {
+    match tag {
+        Some(t) if !t.is_empty() => resp::tagged(out, &t, "BAD", None, text),
+        _ => crate::line!(out, "* BAD {text}"),
+    }
+}
+
+/// A reason for a line the codec refused, as precise as we can cheaply be.
+fn syntax_hint(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_ascii_whitespace();
+    let _tag = words.next();
+    match words.next() {
+        None => "Missing command".into(),
+        Some(cmd) => {
+            let cmd = cmd.to_ascii_uppercase();
+            let known = [
+                "CAPABILITY",
+                "NOOP",
+                "LOGOUT",
+                "STARTTLS",
+                "AUTHENTICATE",
+                "LOGIN",
+                "SELECT",
+                "EXAMINE",
+                "CREATE",
+                "DELETE",
+                "RENAME",
+                "SUBSCRIBE",
+                "UNSUBSCRIBE",
+                "LIST",
+                "LSUB",
+                "STATUS",
+                "APPEND",
+                "CHECK",
+                "CLOSE",
+                "EXPUNGE",
+                "SEARCH",
+                "FETCH",
+                "STORE",
+                "COPY",
+                "MOVE",
+                "UID",
+                "IDLE",
+                "ENABLE",
+                "NAMESPACE",
+                "UNSELECT",
+                "ID",
+                "GETQUOTA",
+                "GETQUOTAROOT",
+            ];
+            if known.contains(&cmd.as_str()) {
+                format!("Invalid arguments for {cmd}")
+            } else {
+                format!("Unknown command {cmd}")
+            }
+        }
     }
 }
 
 impl net::Session for Session {
     fn greeting(&mut self) -> Vec<u8> {
-        format!(
-            "* OK [CAPABILITY {}] Postern ready\r\n",
-            self.capabilities()
-        )
-        .into_bytes()
+        self.core.as_ref().map(Core::greeting).unwrap_or_default()
     }
 
     async fn receive(&mut self, input: &[u8]) -> Output {
-        self.buf.extend_from_slice(input);
+        self.frag.enqueue_bytes(input);
         let mut reply = Vec::new();
         loop {
-            if let Some(n) = self.literal {
-                if self.buf.len() < n {
-                    break;
-                }
-                self.pending.extend(self.buf.drain(..n));
-                self.literal = None;
-            }
-            let Some(pos) = self.buf.iter().position(|b| *b == b'\n') else {
-                if self.buf.len() + self.pending.len() > MAX_LINE {
-                    return Output::close([reply, b"* BYE Line too long\r\n".to_vec()].concat());
+            let Some(fragment) = self.frag.progress() else {
+                // Before login, one line may not grow past MAX_LINE plus a small literal.
+                let authenticated = self.core.as_ref().is_some_and(|c| c.account.is_some());
+                if !authenticated
+                    && self.frag.message_bytes().len()
+                        > MAX_LINE + self.limits.max_literal_unauthenticated as usize
+                {
+                    reply.extend_from_slice(b"* BYE Command too long\r\n");
+                    return Output::close(reply);
                 }
                 break;
             };
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.pending.extend_from_slice(&line);
-            if self.pending.len() > MAX_LINE {
-                return Output::close([reply, b"* BYE Line too long\r\n".to_vec()].concat());
-            }
-            // A line ending in {n} or {n+} announces a literal (RFC 3501 §4.3, RFC 7888).
-            let trimmed = line
-                .strip_suffix(b"\r\n")
-                .or(line.strip_suffix(b"\n"))
-                .unwrap_or(&line);
-            if let Some(open) = trimmed.iter().rposition(|b| *b == b'{')
-                && trimmed.ends_with(b"}")
+            if let FragmentInfo::Line {
+                announcement: Some(literal),
+                ..
+            } = fragment
             {
-                let spec =
-                    String::from_utf8_lossy(&trimmed[open + 1..trimmed.len() - 1]).into_owned();
-                let sync = !spec.ends_with('+');
-                match spec.trim_end_matches('+').parse::<usize>() {
-                    Ok(n) if n <= MAX_LITERAL_UNAUTH || self.user.is_some() => {
-                        self.literal = Some(n);
-                        if sync {
-                            reply.extend_from_slice(b"+ Ready for literal data\r\n");
+                let max = self.core.as_ref().map_or(0, Core::max_literal);
+                if literal.length > max {
+                    let tag = self.frag.decode_tag().map(|t| t.as_ref().to_string());
+                    if literal.mode == LiteralMode::Sync {
+                        // The client waits for our go-ahead: refuse, and it sends nothing.
+                        match tag {
+                            Some(t) => resp::tagged(
+                                &mut reply,
+                                &t,
+                                "NO",
+                                Some("TOOBIG"),
+                                &format!("Literal larger than {max} octets"),
+                            ),
+                            None => crate::line!(
+                                &mut reply,
+                                "* NO [TOOBIG] Literal larger than {max} octets"
+                            ),
                         }
+                        self.frag.skip_message();
                         continue;
                     }
-                    Ok(_) => {
-                        self.pending.clear();
-                        reply.extend_from_slice(b"* BAD Literal too large\r\n");
-                        if !sync {
-                            // RFC 7888 §4: a non-synchronising literal we refuse can't be
-                            // skipped reliably; close.
-                            return Output::close(
-                                [reply, b"* BYE Literal too large\r\n".to_vec()].concat(),
-                            );
-                        }
-                        continue;
-                    }
-                    Err(_) => {}
+                    // RFC 7888 §4: a non-synchronising literal we will not take: close.
+                    crate::line!(
+                        &mut reply,
+                        "* BYE [TOOBIG] Literal larger than {max} octets"
+                    );
+                    return Output::close(reply);
                 }
+                if literal.mode == LiteralMode::Sync {
+                    reply.extend_from_slice(b"+ Ready for literal data\r\n");
+                }
+                continue;
             }
-            let mut command = std::mem::take(&mut self.pending);
-            while matches!(command.last(), Some(b'\r' | b'\n')) {
-                command.pop();
+            if !self.frag.is_message_complete() {
+                continue;
             }
-            let out = self.command(command).await;
-            reply.extend(out.reply);
-            if out.action != Action::Continue {
-                return Output {
-                    reply,
-                    action: out.action,
-                };
+            let next = match self.decode() {
+                Input::Bad(out) => {
+                    reply.extend(out);
+                    Next::Continue
+                }
+                Input::Command(cmd) => {
+                    let Some((out, next)) = self.run(move |core, out| core.execute(cmd, out)).await
+                    else {
+                        reply.extend_from_slice(b"* BYE Internal error\r\n");
+                        return Output::close(reply);
+                    };
+                    reply.extend(out);
+                    next
+                }
+                Input::AuthData(tag, data) => {
+                    let Some((out, next)) = self
+                        .run(move |core, out| {
+                            op::authenticate::data(core, &tag, data.as_deref(), out)
+                        })
+                        .await
+                    else {
+                        reply.extend_from_slice(b"* BYE Internal error\r\n");
+                        return Output::close(reply);
+                    };
+                    reply.extend(out);
+                    next
+                }
+                Input::IdleDone(tag) => {
+                    let Some((out, next)) = self
+                        .run(move |core, out| op::idle::done(core, &tag, out))
+                        .await
+                    else {
+                        reply.extend_from_slice(b"* BYE Internal error\r\n");
+                        return Output::close(reply);
+                    };
+                    reply.extend(out);
+                    next
+                }
+            };
+            // Count the session against its account once it logs in.
+            if self.counted.is_none()
+                && let Some(account) = self
+                    .core
+                    .as_ref()
+                    .and_then(|c| c.account.as_ref())
+                    .map(|a| a.id)
+            {
+                let mut counts = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                let n = counts.entry(account).or_insert(0);
+                if *n >= self.max_sessions {
+                    drop(counts);
+                    crate::line!(
+                        &mut reply,
+                        "* BYE [LIMIT] Too many sessions for this account"
+                    );
+                    return Output::close(reply);
+                }
+                *n += 1;
+                self.counted = Some(account);
+            }
+            match next {
+                Next::Continue => {}
+                Next::Close => return Output::close(reply),
+                Next::StartTls => {
+                    // RFC 3501 §6.2.1: nothing sent after STARTTLS in the clear counts.
+                    self.frag = fragmentizer(&self.limits);
+                    return Output {
+                        reply,
+                        action: Action::StartTls,
+                    };
+                }
             }
         }
         Output::reply(reply)
     }
 
     fn tls_started(&mut self) {
-        self.tls = true;
+        if let Some(core) = self.core.as_mut() {
+            core.tls = true;
+        }
     }
 
     fn shutting_down(&mut self) -> Vec<u8> {
@@ -310,19 +412,34 @@ impl net::Session for Session {
     fn timed_out(&mut self) -> Vec<u8> {
         b"* BYE Autologout; idle for too long\r\n".to_vec()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::parse_args;
-
-    #[test]
-    fn arguments_atoms_quoted_and_literals() {
-        let a = parse_args(br#"alice "pa ss\"w\\d""#).unwrap();
-        assert_eq!(a, vec![b"alice".to_vec(), br#"pa ss"w\d"#.to_vec()]);
-        let a = parse_args(b"{5}\r\nalice {3+}\r\nx y").unwrap();
-        assert_eq!(a, vec![b"alice".to_vec(), b"x y".to_vec()]);
-        assert!(parse_args(br#""open"#).is_err());
-        assert!(parse_args(b"{9}\r\nab").is_err());
+    /// During IDLE: waits for a change to the selected mailbox and returns its
+    /// untagged updates. Cancel-safe: after the wait nothing awaits, so a dropped
+    /// future never leaves the core taken.
+    async fn unsolicited(&mut self) -> Vec<u8> {
+        loop {
+            let selected = match &self.core {
+                Some(core) if matches!(core.waiting, Waiting::Idle { .. }) => {
+                    core.selected.as_ref().map(|s| s.id)
+                }
+                _ => None,
+            };
+            let Some(mailbox) = selected else {
+                return std::future::pending().await;
+            };
+            match self.changes.recv().await {
+                Ok(Change::Mailbox { mailbox: m, .. }) if m == mailbox => {}
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+            let mut out = Vec::new();
+            if let Some(core) = self.core.as_mut() {
+                core.updates(&mut out, true, false);
+            }
+            if !out.is_empty() {
+                return out;
+            }
+        }
     }
 }

@@ -170,7 +170,11 @@ async fn serve(config: Config) -> Result<()> {
         smtp_context,
         smtp::session::Mode::Submission,
     ));
-    let imap = Arc::new(imap::session::Imap::new(auth.clone()));
+    let imap = Arc::new(imap::session::Imap::new(
+        store.clone(),
+        auth.clone(),
+        &config.imap,
+    ));
     let managesieve = Arc::new(sieve::managesieve::ManageSieve);
     for (name, service, mode, addr, listener) in bound {
         match service {

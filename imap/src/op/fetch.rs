@@ -1,0 +1,398 @@
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8). A BODY[...] fetch without .PEEK
+//! sets `\Seen` (read-write only) before the data goes out, and FLAGS then comes too.
+
+use std::num::NonZeroU32;
+use std::time::SystemTime;
+
+use imap_types::IntoStatic;
+use imap_types::command::FetchModifier;
+use imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
+use imap_types::sequence::SequenceSet;
+use mail_parser::{Message, MessageParser};
+use store::FlagUpdate;
+
+use crate::core::{Core, Next, Sync};
+use crate::fetch::{self, Node};
+use crate::resp;
+
+/// Runs FETCH / UID FETCH.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    core: &mut Core,
+    tag: &str,
+    set: &SequenceSet,
+    items: MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+    modifiers: &[FetchModifier],
+    out: &mut Vec<u8>,
+) -> Next {
+    let mut items = match items {
+        MacroOrMessageDataItemNames::Macro(m) => {
+            m.expand().into_iter().map(|i| i.into_static()).collect()
+        }
+        MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
+    };
+    if items.iter().any(|i| {
+        matches!(
+            i,
+            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
+        )
+    }) {
+        return core.bad(out, tag, "BINARY is not supported");
+    }
+    let changed_since = modifiers.iter().find_map(|m| match m {
+        FetchModifier::ChangedSince(v) => Some(v.get()),
+        FetchModifier::Vanished => None,
+    });
+    if changed_since.is_some() && !items.contains(&MessageDataItemName::ModSeq) {
+        items.push(MessageDataItemName::ModSeq);
+    }
+    if uid && !items.contains(&MessageDataItemName::Uid) {
+        items.insert(0, MessageDataItemName::Uid);
+    }
+    // Updates first: no EXPUNGE during FETCH (RFC 3501 §7.4.1), allowed in UID FETCH.
+    core.updates(out, uid, uid);
+    let store = core.store.clone();
+    let Some(sel) = core.selected.as_mut() else {
+        return core.bad(out, tag, "No mailbox selected");
+    };
+    let resolved = match sel.resolve(set, uid) {
+        Ok(r) => r,
+        Err(e) => return core.bad(out, tag, &e),
+    };
+    let marks_seen = !sel.read_only
+        && items.iter().any(|i| match i {
+            MessageDataItemName::BodyExt { peek, .. } => !peek,
+            MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
+            _ => false,
+        });
+    let needs_meta = items.iter().any(|i| {
+        !matches!(
+            i,
+            MessageDataItemName::Uid | MessageDataItemName::Flags | MessageDataItemName::ModSeq
+        )
+    });
+    let mut want_flags = items.contains(&MessageDataItemName::Flags);
+    // \Seen first, in one transaction, so the data and FLAGS agree.
+    if marks_seen {
+        let updates: Vec<FlagUpdate> = resolved
+            .indexes
+            .iter()
+            .map(|&i| &sel.messages[i])
+            .filter(|m| !m.gone && !m.flags.iter().any(|f| f == "\\Seen"))
+            .map(|m| {
+                let mut flags = m.flags.clone();
+                flags.push("\\Seen".into());
+                FlagUpdate { uid: m.uid, flags }
+            })
+            .collect();
+        if !updates.is_empty() {
+            match store.update_flags(sel.id, &updates, None) {
+                Ok(outcome) => {
+                    for meta in outcome.changed {
+                        if let Some(i) = sel.index_of(meta.uid) {
+                            sel.messages[i].flags = meta.flags;
+                            sel.messages[i].modseq = meta.modseq;
+                        }
+                    }
+                    want_flags = true;
+                }
+                Err(e) => {
+                    return core.store_failed(out, tag, &e);
+                }
+            }
+        }
+    }
+    let mut missing = false;
+    for &i in &resolved.indexes {
+        let m = &sel.messages[i];
+        if m.gone {
+            missing = true;
+            continue;
+        }
+        if changed_since.is_some_and(|since| m.modseq <= since) {
+            continue;
+        }
+        let meta = if needs_meta {
+            match store.message(sel.id, m.uid) {
+                Ok(Some(meta)) => Some(meta),
+                Ok(None) => {
+                    missing = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "FETCH could not read a message");
+                    missing = true;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let needs_body = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Body
+                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+            )
+        });
+        let raw = match (&meta, needs_body) {
+            (Some(meta), true) => match store.read_body(meta) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::error!(error = %e, "FETCH could not read a message body");
+                    missing = true;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let parsed = raw.as_deref().map(parse);
+        resp::raw(out, &format!("* {} FETCH (", i + 1));
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b' ');
+            }
+            first = false;
+        };
+        for item in &items {
+            match item {
+                MessageDataItemName::Uid => {
+                    sep(out);
+                    resp::raw(out, &format!("UID {}", m.uid));
+                }
+                MessageDataItemName::Flags => {
+                    sep(out);
+                    out.extend_from_slice(b"FLAGS ");
+                    resp::flag_list(out, sel.flags_of(m));
+                }
+                MessageDataItemName::ModSeq => {
+                    sep(out);
+                    resp::raw(out, &format!("MODSEQ ({})", m.modseq));
+                }
+                MessageDataItemName::InternalDate => {
+                    if let Some(meta) = &meta {
+                        sep(out);
+                        resp::raw(
+                            out,
+                            &format!("INTERNALDATE \"{}\"", internal_date(meta.internal_date)),
+                        );
+                    }
+                }
+                MessageDataItemName::Rfc822Size => {
+                    if let Some(meta) = &meta {
+                        sep(out);
+                        resp::raw(out, &format!("RFC822.SIZE {}", meta.size));
+                    }
+                }
+                MessageDataItemName::Envelope => {
+                    if let Some(p) = &parsed {
+                        sep(out);
+                        out.extend_from_slice(b"ENVELOPE ");
+                        fetch::envelope(p, out);
+                    }
+                }
+                MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
+                    if let Some(p) = &parsed {
+                        sep(out);
+                        let extended = matches!(item, MessageDataItemName::BodyStructure);
+                        out.extend_from_slice(if extended {
+                            b"BODYSTRUCTURE "
+                        } else {
+                            b"BODY "
+                        });
+                        fetch::structure(p, extended, out);
+                    }
+                }
+                MessageDataItemName::Rfc822 => {
+                    if let Some(raw) = &raw {
+                        sep(out);
+                        out.extend_from_slice(b"RFC822 ");
+                        resp::literal(out, raw);
+                    }
+                }
+                MessageDataItemName::Rfc822Header => {
+                    if let Some(p) = &parsed {
+                        sep(out);
+                        out.extend_from_slice(b"RFC822.HEADER ");
+                        resp::literal(out, Node { msg: p, part: 0 }.header());
+                    }
+                }
+                MessageDataItemName::Rfc822Text => {
+                    if let Some(p) = &parsed {
+                        sep(out);
+                        out.extend_from_slice(b"RFC822.TEXT ");
+                        resp::literal(out, Node { msg: p, part: 0 }.body());
+                    }
+                }
+                MessageDataItemName::BodyExt {
+                    section, partial, ..
+                } => {
+                    let partial = *partial;
+                    if let (Some(p), Some(raw)) = (&parsed, &raw) {
+                        sep(out);
+                        out.extend_from_slice(b"BODY[");
+                        resp::raw(out, &section_name(section.as_ref()));
+                        out.push(b']');
+                        match section_bytes(p, raw, section.as_ref()) {
+                            Some(bytes) => {
+                                let bytes = match partial {
+                                    Some((origin, length)) => {
+                                        resp::raw(out, &format!("<{origin}>"));
+                                        slice(&bytes, origin, length)
+                                    }
+                                    None => bytes,
+                                };
+                                out.push(b' ');
+                                resp::literal(out, &bytes);
+                            }
+                            None => out.extend_from_slice(b" NIL"),
+                        }
+                    }
+                }
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {}
+            }
+        }
+        if want_flags && !items.contains(&MessageDataItemName::Flags) {
+            sep(out);
+            out.extend_from_slice(b"FLAGS ");
+            resp::flag_list(out, sel.flags_of(m));
+        }
+        out.extend_from_slice(b")\r\n");
+    }
+    if missing {
+        core.finish(
+            out,
+            tag,
+            "NO",
+            Some("EXPUNGEISSUED"),
+            "Some of the requested messages were expunged",
+            Sync::None,
+        )
+    } else {
+        core.finish(out, tag, "OK", None, "FETCH completed", Sync::None)
+    }
+}
+
+/// Parses a message; raw octets without a header still make a (text/plain) message.
+pub fn parse(raw: &[u8]) -> Message<'_> {
+    MessageParser::default()
+        .parse(raw)
+        .unwrap_or_else(|| Message {
+            html_body: Vec::new(),
+            text_body: Vec::new(),
+            attachments: Vec::new(),
+            parts: vec![mail_parser::MessagePart {
+                headers: Vec::new(),
+                is_encoding_problem: false,
+                body: mail_parser::PartType::Text(String::from_utf8_lossy(raw)),
+                encoding: mail_parser::Encoding::None,
+                offset_header: 0,
+                offset_body: 0,
+                offset_end: raw.len() as u32,
+            }],
+            raw_message: raw.into(),
+        })
+}
+
+/// `dd-Mon-yyyy hh:mm:ss +0000` (RFC 3501 date-time), in UTC.
+pub fn internal_date(t: SystemTime) -> String {
+    let t: chrono::DateTime<chrono::Utc> = t.into();
+    t.format("%d-%b-%Y %H:%M:%S +0000").to_string()
+}
+
+fn slice(bytes: &[u8], origin: u32, length: NonZeroU32) -> Vec<u8> {
+    let start = (origin as usize).min(bytes.len());
+    let end = start.saturating_add(length.get() as usize).min(bytes.len());
+    bytes[start..end].to_vec()
+}
+
+fn part_path(part: &Part) -> Vec<u32> {
+    part.0.as_ref().iter().map(|n| n.get()).collect()
+}
+
+fn path_text(part: &Part) -> String {
+    part_path(part)
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The section as it is named in the response (RFC 3501 §7.4.2: as requested).
+pub fn section_name(section: Option<&Section<'_>>) -> String {
+    let with = |part: &Option<Part>, what: &str| match part {
+        Some(p) => format!("{}.{what}", path_text(p)),
+        None => what.to_string(),
+    };
+    let names = |list: &[imap_types::core::AString<'_>]| {
+        list.iter()
+            .map(|n| String::from_utf8_lossy(n.as_ref()).to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match section {
+        None => String::new(),
+        Some(Section::Part(p)) => path_text(p),
+        Some(Section::Header(p)) => with(p, "HEADER"),
+        Some(Section::HeaderFields(p, list)) => {
+            format!("{} ({})", with(p, "HEADER.FIELDS"), names(list.as_ref()))
+        }
+        Some(Section::HeaderFieldsNot(p, list)) => {
+            format!(
+                "{} ({})",
+                with(p, "HEADER.FIELDS.NOT"),
+                names(list.as_ref())
+            )
+        }
+        Some(Section::Text(p)) => with(p, "TEXT"),
+        Some(Section::Mime(p)) => format!("{}.MIME", path_text(p)),
+    }
+}
+
+/// The octets of a section, or `None` when the message has no such part.
+pub fn section_bytes(
+    msg: &Message<'_>,
+    raw: &[u8],
+    section: Option<&Section<'_>>,
+) -> Option<Vec<u8>> {
+    // HEADER / TEXT / HEADER.FIELDS of a part number: the message inside that
+    // message/rfc822 part; without one: the top message.
+    let message_at = |part: &Option<Part>| -> Option<Node<'_, '_>> {
+        match part {
+            None => Some(Node { msg, part: 0 }),
+            Some(p) => {
+                let node = fetch::resolve(msg, &part_path(p))?;
+                let inner = node.embedded()?;
+                Some(Node {
+                    msg: inner,
+                    part: 0,
+                })
+            }
+        }
+    };
+    let names = |list: &[imap_types::core::AString<'_>]| -> Vec<String> {
+        list.iter()
+            .map(|n| String::from_utf8_lossy(n.as_ref()).into_owned())
+            .collect()
+    };
+    match section {
+        None => Some(raw.to_vec()),
+        Some(Section::Part(p)) => fetch::resolve(msg, &part_path(p)).map(|n| n.body().to_vec()),
+        Some(Section::Header(p)) => message_at(p).map(|n| n.header().to_vec()),
+        Some(Section::Text(p)) => message_at(p).map(|n| n.body().to_vec()),
+        Some(Section::HeaderFields(p, list)) => {
+            message_at(p).map(|n| fetch::header_fields(n.header(), &names(list.as_ref()), false))
+        }
+        Some(Section::HeaderFieldsNot(p, list)) => {
+            message_at(p).map(|n| fetch::header_fields(n.header(), &names(list.as_ref()), true))
+        }
+        Some(Section::Mime(p)) => fetch::resolve(msg, &part_path(p)).map(|n| n.header().to_vec()),
+    }
+}

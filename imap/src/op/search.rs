@@ -1,0 +1,311 @@
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4): every search key, strings matched as
+//! case-insensitive substrings of the decoded text, CHARSET US-ASCII or UTF-8.
+
+use std::time::SystemTime;
+
+use imap_types::core::Charset;
+use imap_types::search::SearchKey;
+use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use mail_parser::{HeaderValue, Message};
+
+use crate::core::{Core, Next, Sync};
+use crate::op::fetch::parse;
+use crate::selected::{Msg, Selected};
+
+/// What a key looks at for one message; the body is read only when a key needs it.
+struct Candidate<'a> {
+    seq: usize,
+    msg: &'a Msg,
+    recent: bool,
+    meta: Option<store::MessageMeta>,
+    raw: Option<Vec<u8>>,
+}
+
+/// Runs SEARCH / UID SEARCH.
+pub fn run(
+    core: &mut Core,
+    tag: &str,
+    charset: Option<&Charset<'_>>,
+    criteria: &[SearchKey<'_>],
+    uid: bool,
+    out: &mut Vec<u8>,
+) -> Next {
+    if let Some(c) = charset {
+        let name = c.as_ref();
+        if !name.eq_ignore_ascii_case("UTF-8") && !name.eq_ignore_ascii_case("US-ASCII") {
+            return core.no(
+                out,
+                tag,
+                Some("BADCHARSET (US-ASCII UTF-8)"),
+                "Unsupported charset",
+            );
+        }
+    }
+    core.updates(out, uid, uid);
+    let store = core.store.clone();
+    let Some(sel) = core.selected.as_ref() else {
+        return core.bad(out, tag, "No mailbox selected");
+    };
+    let uses_modseq = criteria.iter().any(mentions_modseq);
+    let mut hits = Vec::new();
+    let mut highest = 0;
+    for (i, m) in sel.messages.iter().enumerate() {
+        if m.gone {
+            continue;
+        }
+        let mut c = Candidate {
+            seq: i + 1,
+            msg: m,
+            recent: sel.recent.contains(&m.uid),
+            meta: None,
+            raw: None,
+        };
+        if criteria.iter().all(|k| matches(k, &mut c, sel, &store)) {
+            hits.push(if uid { m.uid as usize } else { i + 1 });
+            highest = highest.max(m.modseq);
+        }
+    }
+    let mut line = String::from("* SEARCH");
+    for h in &hits {
+        line.push(' ');
+        line.push_str(&h.to_string());
+    }
+    if uses_modseq && !hits.is_empty() {
+        line.push_str(&format!(" (MODSEQ {highest})"));
+    }
+    crate::line!(out, "{line}");
+    core.finish(out, tag, "OK", None, "SEARCH completed", Sync::None)
+}
+
+fn mentions_modseq(k: &SearchKey<'_>) -> bool {
+    match k {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::Not(k) => mentions_modseq(k),
+        SearchKey::Or(a, b) => mentions_modseq(a) || mentions_modseq(b),
+        SearchKey::And(list) => list.as_ref().iter().any(mentions_modseq),
+        _ => false,
+    }
+}
+
+fn has_flag(c: &Candidate<'_>, flag: &str) -> bool {
+    c.msg.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+fn meta<'c>(
+    c: &'c mut Candidate<'_>,
+    sel: &Selected,
+    store: &store::Store,
+) -> Option<&'c store::MessageMeta> {
+    if c.meta.is_none() {
+        c.meta = store.message(sel.id, c.msg.uid).ok().flatten();
+    }
+    c.meta.as_ref()
+}
+
+fn raw<'c>(c: &'c mut Candidate<'_>, sel: &Selected, store: &store::Store) -> Option<&'c [u8]> {
+    if c.raw.is_none() {
+        let m = meta(c, sel, store)?.clone();
+        c.raw = store.read_body(&m).ok();
+    }
+    c.raw.as_deref()
+}
+
+fn contains(haystack: &str, needle: &[u8]) -> bool {
+    let needle = String::from_utf8_lossy(needle).to_lowercase();
+    haystack.to_lowercase().contains(&needle)
+}
+
+/// The decoded text of a header field (every occurrence), for substring matching.
+fn header_text(msg: &Message<'_>, name: &str) -> Option<String> {
+    let mut texts = Vec::new();
+    for h in msg
+        .root_part()
+        .headers
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+    {
+        let raw = msg
+            .raw_message
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        texts.push(raw);
+        texts.push(value_text(&h.value));
+    }
+    (!texts.is_empty()).then(|| texts.join("\n"))
+}
+
+fn value_text(v: &HeaderValue<'_>) -> String {
+    match v {
+        HeaderValue::Text(t) => t.to_string(),
+        HeaderValue::TextList(l) => l.join(" "),
+        HeaderValue::Address(a) => a
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} <{}>",
+                    x.name.as_deref().unwrap_or(""),
+                    x.address.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        HeaderValue::DateTime(d) => d.to_rfc822(),
+        _ => String::new(),
+    }
+}
+
+fn body_text(msg: &Message<'_>) -> String {
+    let mut text = String::new();
+    for part in &msg.parts {
+        match &part.body {
+            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
+                text.push_str(t);
+                text.push('\n');
+            }
+            mail_parser::PartType::Message(inner) => {
+                text.push_str(&body_text(inner));
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+fn date_of(t: SystemTime) -> chrono::NaiveDate {
+    let t: chrono::DateTime<chrono::Utc> = t.into();
+    t.date_naive()
+}
+
+/// The date of the Date: header in its own zone (RFC 3501: SENT* ignore time and zone).
+fn sent_date(msg: &Message<'_>) -> Option<chrono::NaiveDate> {
+    let d = msg.date()?;
+    chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+}
+
+fn in_set(set: &SequenceSet, value: usize, largest: usize) -> bool {
+    set.0.as_ref().iter().any(|s| {
+        let v = |x: &SeqOrUid| match x {
+            SeqOrUid::Value(v) => v.get() as usize,
+            SeqOrUid::Asterisk => largest,
+        };
+        match s {
+            Sequence::Single(x) => v(x) == value,
+            Sequence::Range(a, b) => {
+                let (a, b) = (v(a), v(b));
+                (a.min(b)..=a.max(b)).contains(&value)
+            }
+        }
+    })
+}
+
+fn matches(
+    key: &SearchKey<'_>,
+    c: &mut Candidate<'_>,
+    sel: &Selected,
+    store: &store::Store,
+) -> bool {
+    let parsed_text = |c: &mut Candidate<'_>, f: &dyn Fn(&Message<'_>) -> bool| -> bool {
+        match raw(c, sel, store) {
+            Some(raw) => {
+                let msg = parse(raw);
+                f(&msg)
+            }
+            None => false,
+        }
+    };
+    match key {
+        SearchKey::All => true,
+        SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, sel, store)),
+        SearchKey::Or(a, b) => matches(a, c, sel, store) || matches(b, c, sel, store),
+        SearchKey::Not(k) => !matches(k, c, sel, store),
+        SearchKey::SequenceSet(set) => in_set(set, c.seq, sel.messages.len()),
+        SearchKey::Uid(set) => in_set(
+            set,
+            c.msg.uid as usize,
+            sel.messages.last().map_or(0, |m| m.uid as usize),
+        ),
+        SearchKey::Answered => has_flag(c, "\\Answered"),
+        SearchKey::Deleted => has_flag(c, "\\Deleted"),
+        SearchKey::Draft => has_flag(c, "\\Draft"),
+        SearchKey::Flagged => has_flag(c, "\\Flagged"),
+        SearchKey::Seen => has_flag(c, "\\Seen"),
+        SearchKey::Unanswered => !has_flag(c, "\\Answered"),
+        SearchKey::Undeleted => !has_flag(c, "\\Deleted"),
+        SearchKey::Undraft => !has_flag(c, "\\Draft"),
+        SearchKey::Unflagged => !has_flag(c, "\\Flagged"),
+        SearchKey::Unseen => !has_flag(c, "\\Seen"),
+        SearchKey::Keyword(k) => has_flag(c, k.as_ref()),
+        SearchKey::Unkeyword(k) => !has_flag(c, k.as_ref()),
+        SearchKey::Recent => c.recent,
+        SearchKey::New => c.recent && !has_flag(c, "\\Seen"),
+        SearchKey::Old => !c.recent,
+        SearchKey::Larger(n) => meta(c, sel, store).is_some_and(|m| m.size > u64::from(*n)),
+        SearchKey::Smaller(n) => meta(c, sel, store).is_some_and(|m| m.size < u64::from(*n)),
+        SearchKey::Before(d) => {
+            meta(c, sel, store).is_some_and(|m| date_of(m.internal_date) < *d.as_ref())
+        }
+        SearchKey::On(d) => {
+            meta(c, sel, store).is_some_and(|m| date_of(m.internal_date) == *d.as_ref())
+        }
+        SearchKey::Since(d) => {
+            meta(c, sel, store).is_some_and(|m| date_of(m.internal_date) >= *d.as_ref())
+        }
+        SearchKey::SentBefore(d) => {
+            parsed_text(c, &|m| sent_date(m).is_some_and(|x| x < *d.as_ref()))
+        }
+        SearchKey::SentOn(d) => parsed_text(c, &|m| sent_date(m).is_some_and(|x| x == *d.as_ref())),
+        SearchKey::SentSince(d) => {
+            parsed_text(c, &|m| sent_date(m).is_some_and(|x| x >= *d.as_ref()))
+        }
+        SearchKey::From(s) => header_key(c, sel, store, "From", s.as_ref()),
+        SearchKey::To(s) => header_key(c, sel, store, "To", s.as_ref()),
+        SearchKey::Cc(s) => header_key(c, sel, store, "Cc", s.as_ref()),
+        SearchKey::Bcc(s) => header_key(c, sel, store, "Bcc", s.as_ref()),
+        SearchKey::Subject(s) => header_key(c, sel, store, "Subject", s.as_ref()),
+        SearchKey::Header(name, s) => {
+            let name = String::from_utf8_lossy(name.as_ref()).into_owned();
+            header_key(c, sel, store, &name, s.as_ref())
+        }
+        SearchKey::Body(s) => {
+            let needle = s.as_ref().to_vec();
+            parsed_text(c, &|m| contains(&body_text(m), &needle))
+        }
+        SearchKey::Text(s) => {
+            let needle = s.as_ref().to_vec();
+            parsed_text(c, &|m| {
+                let header =
+                    String::from_utf8_lossy(crate::fetch::Node { msg: m, part: 0 }.header())
+                        .into_owned();
+                let decoded: String = m
+                    .root_part()
+                    .headers
+                    .iter()
+                    .map(|h| value_text(&h.value) + "\n")
+                    .collect();
+                contains(&header, &needle)
+                    || contains(&decoded, &needle)
+                    || contains(&body_text(m), &needle)
+            })
+        }
+        SearchKey::ModSequence { modseq, .. } => c.msg.modseq >= *modseq,
+    }
+}
+
+fn header_key(
+    c: &mut Candidate<'_>,
+    sel: &Selected,
+    store: &store::Store,
+    name: &str,
+    needle: &[u8],
+) -> bool {
+    let Some(raw) = raw(c, sel, store) else {
+        return false;
+    };
+    let msg = parse(raw);
+    match header_text(&msg, name) {
+        // An empty string matches every message that has the field (RFC 3501 HEADER).
+        Some(text) => needle.is_empty() || contains(&text, needle),
+        None => false,
+    }
+}

@@ -1,0 +1,113 @@
+//! SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2), CLOSE (§6.4.2) and UNSELECT
+//! (RFC 3691).
+
+use imap_types::mailbox::Mailbox as ImapMailbox;
+
+use crate::core::{Core, Next, Sync, mailbox_name};
+use crate::selected::Selected;
+use crate::{line, resp};
+
+/// The system flags every mailbox takes.
+pub const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+/// Selects a mailbox read-write (SELECT) or read-only (EXAMINE).
+pub fn select(
+    core: &mut Core,
+    tag: &str,
+    mailbox: &ImapMailbox<'_>,
+    read_only: bool,
+    out: &mut Vec<u8>,
+) -> Next {
+    // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+    core.selected = None;
+    let verb = if read_only { "EXAMINE" } else { "SELECT" };
+    let Some(account) = core.account().cloned() else {
+        return core.bad(out, tag, "Not logged in");
+    };
+    let name = match mailbox_name(mailbox) {
+        Ok(n) => n,
+        Err(e) => return core.bad(out, tag, &e),
+    };
+    let mbox = match core.store.mailbox(account.id, &name) {
+        Ok(Some(m)) => m,
+        Ok(None) | Err(store::Error::Invalid(_)) => {
+            return core.no(out, tag, Some("NONEXISTENT"), "No such mailbox");
+        }
+        Err(e) => return core.store_failed(out, tag, &e),
+    };
+    let sel = match Selected::open(&core.store, &mbox, read_only) {
+        Ok(s) => s,
+        Err(e) => return core.store_failed(out, tag, &e),
+    };
+    let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|f| f.to_string()).collect();
+    for m in &sel.messages {
+        for f in &m.flags {
+            if !flags.iter().any(|x| x.eq_ignore_ascii_case(f)) {
+                flags.push(f.clone());
+            }
+        }
+    }
+    out.extend_from_slice(b"* FLAGS ");
+    resp::flag_list(out, &flags);
+    out.extend_from_slice(b"\r\n");
+    if read_only {
+        line!(out, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+    } else {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ");
+        resp::flag_list(out, flags.iter().map(String::as_str).chain(["\\*"]));
+        out.extend_from_slice(b"] Flags permitted\r\n");
+    }
+    line!(out, "* {} EXISTS", sel.exists());
+    line!(out, "* {} RECENT", sel.recent.len());
+    if let Some(i) = sel
+        .messages
+        .iter()
+        .position(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+    {
+        line!(out, "* OK [UNSEEN {}] First unseen", i + 1);
+    }
+    line!(out, "* OK [UIDVALIDITY {}] UIDs valid", sel.uid_validity);
+    line!(out, "* OK [UIDNEXT {}] Predicted next UID", sel.uid_next);
+    if core.condstore {
+        line!(out, "* OK [HIGHESTMODSEQ {}] Highest", sel.highest_modseq);
+    }
+    core.selected = Some(sel);
+    let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+    core.finish(
+        out,
+        tag,
+        "OK",
+        Some(code),
+        &format!("{verb} completed"),
+        Sync::None,
+    )
+}
+
+/// CLOSE: removes the `\Deleted` messages (read-write only) without EXPUNGE
+/// responses, and deselects.
+pub fn close(core: &mut Core, tag: &str, out: &mut Vec<u8>) -> Next {
+    if let Some(sel) = core.selected.take()
+        && !sel.read_only
+    {
+        let deleted: Vec<store::Uid> = match core.store.messages(sel.id) {
+            Ok(metas) => metas
+                .into_iter()
+                .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+                .map(|m| m.uid)
+                .collect(),
+            Err(e) => return core.store_failed(out, tag, &e),
+        };
+        if !deleted.is_empty()
+            && let Err(e) = core.store.expunge(sel.id, &deleted)
+        {
+            return core.store_failed(out, tag, &e);
+        }
+    }
+    core.finish(out, tag, "OK", None, "CLOSE completed", Sync::None)
+}
+
+/// UNSELECT: deselects, expunging nothing.
+pub fn unselect(core: &mut Core, tag: &str, out: &mut Vec<u8>) -> Next {
+    core.selected = None;
+    core.finish(out, tag, "OK", None, "UNSELECT completed", Sync::None)
+}
