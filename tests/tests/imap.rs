@@ -1,0 +1,372 @@
+//! IMAP black-box: python's imaplib drives a mailbox's whole life over IMAPS, two
+//! sessions watch each other's changes, an IDLE client sees SMTP deliveries, and bad
+//! input gets BAD/NO without ending the session.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use tests::harness::{Setup, python};
+
+const PW: &str = "Alice-Pass-1";
+
+fn setup() -> (Setup, tests::harness::Server) {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    setup
+        .cli_ok(
+            &["user", "add", "alice@example.test", "--password-stdin"],
+            Some(&format!("{PW}\n")),
+        )
+        .unwrap();
+    let server = setup.serve().unwrap();
+    (setup, server)
+}
+
+fn run(script: &str, args: &[&str]) -> String {
+    let out = python(script, args).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// Shared python helpers: a logged-in IMAPS connection, and `ok()` that checks a reply.
+const PRELUDE: &str = r#"
+import imaplib, ssl, sys, re, time, socket
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+port = int(sys.argv[1]); user = sys.argv[2]; pw = sys.argv[3]
+def connect():
+    m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx)
+    m.login(user, pw)
+    return m
+def ok(reply, what=""):
+    typ, data = reply
+    assert typ == "OK", (what, typ, data)
+    return data
+def flat(data):
+    out = b""
+    for d in data:
+        if isinstance(d, tuple):
+            out += d[0] + d[1]
+        elif d is not None:
+            out += d
+    return out
+"#;
+
+const LIFE: &str = r#"
+MSG = (b"Date: Fri, 27 Nov 2026 04:17:22 +0000\r\n"
+ b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\n"
+ b"To: alice@example.test, \"Bob B.\" <bob@example.org>\r\n"
+ b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and a file\r\n"
+ b"Message-ID: <m1@example.org>\r\n"
+ b"MIME-Version: 1.0\r\n"
+ b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+ b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+ b"Hallo J=C3=B6rg, the quarterly numbers.\r\n"
+ b"--b1\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\n"
+ b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n")
+m = connect()
+caps = ok(m.capability())[0].decode().upper().split()
+for c in ("IMAP4REV1", "IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "SPECIAL-USE", "LITERAL+", "ENABLE", "QUOTA"):
+    assert c in caps, (c, caps)
+assert "AUTH=PLAIN" not in caps, caps  # only before login
+# LIST: the account's special-use mailboxes.
+lst = ok(m.list('""', '"*"'))
+text = b"\n".join(lst).decode()
+assert '(\\HasNoChildren) "/" "INBOX"' in text, text
+assert '(\\Sent \\HasNoChildren) "/" "Sent"' in text, text
+assert '\\Junk' in text and '\\Trash' in text, text
+# CREATE with a superior, and a non-ASCII name in modified UTF-7.
+ok(m.create("Work/2026"))
+ok(m.create('"Entw&APw-rfe"'))
+typ, data = m.create("Work/2026")
+assert typ == "NO" and b"ALREADYEXISTS" in data[0], data
+text = b"\n".join(ok(m.list('""', '"*"'))).decode()
+assert '(\\HasChildren) "/" "Work"' in text and '(\\HasNoChildren) "/" "Work/2026"' in text, text
+assert 'Entw&APw-rfe' in text, text
+text = b"\n".join(ok(m.list('""', '"%"'))).decode()
+assert "Work/2026" not in text and "Work" in text, text
+# APPEND with flags and a date: APPENDUID.
+typ, data = m.append("Work/2026", "(\\Flagged $Work)", imaplib.Time2Internaldate(1795700000), MSG)
+assert typ == "OK" and re.search(rb"\[APPENDUID \d+ 1\]", data[0]), data
+typ, data = m.append("Nope", None, None, MSG)
+assert typ == "NO" and b"TRYCREATE" in data[0], data
+typ, data = m.status("Work/2026", "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN)")
+assert re.search(rb"MESSAGES 1 RECENT 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1", data[0]), data
+# SELECT.
+typ, data = m.select("Work/2026")
+assert typ == "OK" and data == [b"1"], data
+assert m.untagged_responses.get("RECENT") == [b"1"], m.untagged_responses
+assert "READ-WRITE" in m.untagged_responses, m.untagged_responses
+# FETCH everything.
+data = ok(m.fetch("1", "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)"))
+line = flat(data).decode()
+assert "UID 1" in line and "\\Flagged" in line and "$Work" in line and "\\Recent" in line, line
+assert "RFC822.SIZE %d" % len(MSG) in line, line
+assert 'INTERNALDATE "' in line, line
+assert '"=?utf-8?q?Gr=C3=BC=C3=9Fe?= and a file"' in line, line
+assert '(NIL NIL "alice" "example.test")("Bob B." NIL "bob" "example.org")' in line, line
+assert '("application" "pdf" ("name" "a.pdf") NIL NIL "base64" 12 NIL ("attachment" ("filename" "a.pdf")) NIL NIL) "mixed" ("boundary" "b1")' in line, line
+# Sections; PEEK leaves \Seen alone, BODY[TEXT] sets it.
+data = ok(m.fetch("1", "(BODY.PEEK[1])"))
+assert data[0][1] == b"Hallo J=C3=B6rg, the quarterly numbers.", data
+data = ok(m.fetch("1", "(BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[]<0.10>)"))
+blob = flat(data)
+assert b"Content-Disposition: attachment" in blob and b"Subject: =?utf-8?q?" in blob, blob
+assert b"BODY[]<0> {10}" in blob, blob
+assert b"\\Seen" not in flat(ok(m.fetch("1", "FLAGS"))), "PEEK set \\Seen"
+data = ok(m.fetch("1", "(BODY[TEXT])"))
+assert b"\\Seen" in flat(data), data
+data = ok(m.fetch("1", "(RFC822)"))
+assert data[0][1] == MSG, data
+data = ok(m.uid("FETCH", "1:*", "(FLAGS)"))
+assert b"UID 1" in flat(data), data
+# SEARCH, with UTF-8 in a literal.
+assert ok(m.search(None, "ALL")) == [b"1"]
+assert ok(m.search(None, "FLAGGED", "FROM", "jorg")) == [b"1"]
+assert ok(m.search(None, "UNSEEN")) == [b""]
+assert ok(m.search(None, "OR", "DELETED", "KEYWORD", "$Work")) == [b"1"]
+assert ok(m.search(None, "BODY", "quarterly")) == [b"1"]
+assert ok(m.search(None, "NOT", "BODY", "quarterly")) == [b""]
+assert ok(m.search(None, "LARGER", "100", "SENTON", "27-Nov-2026")) == [b"1"]
+assert ok(m.uid("SEARCH", None, "UID", "1:*")) == [b"1"]
+m.literal = "Grüße".encode()
+assert ok(m.search("UTF-8", "SUBJECT")) == [b"1"]
+assert ok(m.search(None, "HEADER", "Message-ID", "m1@example")) == [b"1"]
+typ, data = m.search("KOI8-R", "ALL")
+assert typ == "NO" and b"BADCHARSET" in data[0], data
+# STORE, COPY (COPYUID), MOVE.
+data = ok(m.store("1", "+FLAGS", "(\\Answered)"))
+assert b"\\Answered" in flat(data) and b"\\Seen" in flat(data), data
+data = ok(m.store("1", "-FLAGS.SILENT", "($Work)"))
+assert data == [None], data
+typ, data = m.copy("1", "INBOX")
+assert typ == "OK" and re.search(rb"\[COPYUID \d+ 1 1\]", data[0]), data
+ok(m.create("Archive2"))
+typ, data = m.uid("MOVE", "1", "Archive2")
+assert typ == "OK", (typ, data)
+assert m.untagged_responses.get("EXPUNGE") == [b"1"], m.untagged_responses
+typ, data = m.select("Archive2", readonly=True)
+assert data == [b"1"], data
+typ, data = m.store("1", "+FLAGS", "(\\Deleted)")
+assert typ == "NO", (typ, data)
+ok(m.unselect() if hasattr(m, "unselect") else m._simple_command("UNSELECT"))
+# EXPUNGE in INBOX.
+typ, data = m.select("INBOX")
+assert data == [b"1"], data
+ok(m.store("1", "+FLAGS", "(\\Deleted)"))
+ok(m.expunge())
+assert m.untagged_responses.get("EXPUNGE") is None  # consumed by expunge()
+typ, data = m.select("INBOX")
+assert data == [b"0"], data
+ok(m.close())
+# RENAME takes children; DELETE refuses INBOX and parents.
+ok(m.rename("Work", "Job"))
+text = b"\n".join(ok(m.list('""', '"Job*"'))).decode()
+assert "Job/2026" in text and "Work" not in b"\n".join(ok(m.list('""', '"*"'))).decode(), text
+typ, data = m.delete("INBOX")
+assert typ == "NO", data
+typ, data = m.delete("Job")
+assert typ == "NO", data
+ok(m.delete("Job/2026"))
+ok(m.delete("Job"))
+ok(m.subscribe("Archive2"))
+ok(m.unsubscribe("Archive2"))
+assert "Archive2" not in b"\n".join(ok(m.lsub('""', '"*"'))).decode()
+typ, data = m._simple_command("NAMESPACE")
+assert typ == "OK", data
+typ, data = m.getquotaroot("INBOX")
+assert typ == "OK", data
+print("BYE:", m.logout()[0])
+"#;
+
+#[test]
+fn imaplib_drives_the_whole_life_of_a_mailbox() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{LIFE}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("BYE: BYE"), "{out}");
+}
+
+const TWO_SESSIONS: &str = r#"
+a = connect(); b = connect()
+for i in range(3):
+    ok(a.append("INBOX", None, None, b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i)))
+ok(a.select("INBOX")); ok(b.select("INBOX"))
+# B flags message 2 and expunges message 1 (after marking it \Deleted).
+ok(b.store("2", "+FLAGS", "(\\Flagged)"))
+ok(b.store("1", "+FLAGS.SILENT", "(\\Deleted)"))
+ok(b.expunge())
+# A's FETCH must not carry EXPUNGE (RFC 3501 §7.4.1), its NOOP then does.
+typ, data = a.fetch("1:3", "(FLAGS)")
+assert typ in ("OK", "NO"), (typ, data)
+assert "EXPUNGE" not in a.untagged_responses, a.untagged_responses
+a.untagged_responses.clear()
+typ, data = a.noop()
+assert a.untagged_responses.get("EXPUNGE") == [b"1"], a.untagged_responses
+# Now message 2 (was 3) is unflagged, message 1 (was 2) flagged.
+data = flat(ok(a.fetch("1:2", "(UID FLAGS)"))).decode()
+assert re.search(r"1 \(UID 2 FLAGS \(\\Flagged", data), data
+# An append by B shows up in A as EXISTS at A's next command.
+ok(b.append("INBOX", None, None, b"Subject: n3\r\n\r\nbody\r\n"))
+a.untagged_responses.clear()
+a.noop()
+assert a.untagged_responses.get("EXISTS") == [b"3"], a.untagged_responses
+print("done")
+"#;
+
+#[test]
+fn two_sessions_see_each_others_changes_when_the_rfc_allows() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{TWO_SESSIONS}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+const IDLE: &str = r#"
+import smtplib, select
+m = connect()
+ok(m.select("INBOX"))
+tag = m._new_tag()
+m.send(tag + b" IDLE\r\n")
+line = m.readline()
+assert line.startswith(b"+"), line
+smtp_port = int(sys.argv[4])
+start = time.time()
+with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as s:
+    s.sendmail("someone@elsewhere.example", ["alice@example.test"], b"Subject: wake up\r\n\r\nhi\r\n")
+delivered = time.time()
+m.sock.settimeout(5)
+line = m.readline()
+seen = time.time()
+assert re.match(rb"\* \d+ EXISTS", line), line
+print("exists after %.3f s" % (seen - delivered))
+m.send(b"DONE\r\n")
+while True:
+    l = m.readline()
+    if l.startswith(tag):
+        assert b"OK" in l, l
+        break
+print("done")
+"#;
+
+#[test]
+fn an_idling_client_sees_smtp_delivery_within_a_second() {
+    let setup = Setup::quickstart("admin@example.test", "[spam]\ndnsbl = []\n").unwrap();
+    setup
+        .cli_ok(
+            &["user", "add", "alice@example.test", "--password-stdin"],
+            Some(&format!("{PW}\n")),
+        )
+        .unwrap();
+    let _server = setup.serve().unwrap();
+    let script = format!("{PRELUDE}{IDLE}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+            &setup.ports.smtp.port().to_string(),
+        ],
+    );
+    let secs: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("exists after "))
+        .and_then(|l| l.strip_suffix(" s"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs < 1.0, "{out}");
+}
+
+const BAD_INPUT: &str = r#"
+import functools
+print = functools.partial(print, flush=True)
+raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+f = raw.makefile("rb")
+def send(b): raw.sendall(b)
+def until(tag):
+    lines = []
+    while True:
+        l = f.readline()
+        assert l, lines
+        lines.append(l)
+        if l.startswith(tag + b" ") or l.startswith(b"* BYE"):
+            return lines
+f.readline()
+# Before login: a huge synchronising literal is refused, the session goes on.
+send(b"a1 LOGIN {1000000000}\r\n")
+print("big-literal-unauth:", until(b"a1")[-1])
+send(b"a2 LOGIN %s %s\r\n" % (user.encode(), pw.encode()))
+print("login:", until(b"a2")[-1])
+send(b"a3 APPEND INBOX {1000000000}\r\n")
+print("big-literal:", until(b"a3")[-1])
+send(b"a4 FROBNICATE\r\n")
+print("unknown:", until(b"a4")[-1])
+send(b"a5 FETCH\r\n")
+print("noargs:", until(b"a5")[-1])
+send(b"a6 SELECT INBOX\r\n"); until(b"a6")
+send(b"a7 APPEND INBOX {20+}\r\nSubject: x\r\n\r\nbody\r\n\r\n"); print("append:", until(b"a7")[-1])
+send(b"a8 FETCH 1 BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28.29.30]\r\n")
+print("deep:", until(b"a8")[-1])
+seq = ",".join(str(i % 5 + 1) for i in range(100000)).encode()
+send(b"a9 UID FETCH " + seq + b" (FLAGS)\r\n")
+print("bigset:", until(b"a9")[-1])
+send(b"b1 FETCH 99 FLAGS\r\n"); print("range:", until(b"b1")[-1])
+send(b'b2 SELECT "unterminated\r\n'); print("quote:", until(b"b2")[-1])
+send(b"b3 NOOP\r\n"); print("still:", until(b"b3")[-1])
+send(b"b4 APPEND INBOX {1000000000+}\r\n"); print("nonsync:", until(b"b4")[-1])
+"#;
+
+#[test]
+fn bad_input_gets_bad_or_no_and_the_session_goes_on() {
+    let (setup, mut server) = setup();
+    let script = format!("{PRELUDE}{BAD_INPUT}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    let expect = [
+        "big-literal-unauth: b'a1 NO [TOOBIG]",
+        "login: b'a2 OK",
+        "big-literal: b'a3 NO [TOOBIG]",
+        "unknown: b'a4 BAD Unknown command FROBNICATE",
+        "noargs: b'a5 BAD Invalid arguments for FETCH",
+        "append: b'a7 OK [APPENDUID",
+        "deep: b'a8 OK",
+        "bigset: b'a9 OK",
+        "range: b'b1 BAD Message sequence number 99",
+        "quote: b'b2 BAD",
+        "still: b'b3 OK",
+        "nonsync: b'* BYE [TOOBIG]",
+    ];
+    for e in expect {
+        assert!(out.contains(e), "missing {e:?} in\n{out}");
+    }
+    // The server is still fine.
+    server
+        .wait_for_log("postern is running", Duration::from_secs(1))
+        .unwrap();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
