@@ -370,3 +370,149 @@ fn bad_input_gets_bad_or_no_and_the_session_goes_on() {
         .unwrap();
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+/// mbsync (isync) against Postern: a 500-message account synced to a Maildir, then
+/// changes on both sides (new messages, flags, deletions) synced both ways; both
+/// sides must then hold the same messages with the same flags and contents.
+const MBSYNC: &str = r#"
+import os, subprocess, glob, email
+work, cert = sys.argv[4], sys.argv[5]
+N = 500
+# The 500 messages go in as one pipelined burst of LITERAL+ APPENDs.
+raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+f = raw.makefile("rb")
+f.readline()
+burst = b"l LOGIN %s %s\r\n" % (user.encode(), pw.encode())
+for i in range(N):
+    flags = b"(\\Seen) " if i % 3 == 0 else (b"(\\Flagged) " if i % 7 == 0 else b"")
+    msg = b"Message-ID: <n%d@remote>\r\nSubject: message %d\r\n\r\nbody of %d\r\n" % (i, i, i)
+    burst += b"a%d APPEND INBOX %s{%d+}\r\n%s\r\n" % (i, flags, len(msg), msg)
+raw.sendall(burst)
+done = 0
+while done < N:
+    line = f.readline()
+    assert line, "connection closed"
+    if line.startswith(b"a"):
+        assert b" OK " in line, line
+        done += 1
+raw.close()
+rc = os.path.join(work, "mbsyncrc")
+mail = os.path.join(work, "mail")
+os.makedirs(mail, exist_ok=True)
+with open(rc, "w") as f:
+    f.write(f"""IMAPAccount postern
+Host 127.0.0.1
+Port {port}
+User {user}
+Pass {pw}
+SSLType IMAPS
+CertificateFile {cert}
+AuthMechs LOGIN
+
+IMAPStore remote
+Account postern
+
+MaildirStore local
+Path {mail}/
+Inbox {mail}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+""")
+def mbsync():
+    r = subprocess.run(["mbsync", "-c", rc, "-a"], capture_output=True, text=True, timeout=300)
+    print("mbsync exit", r.returncode, r.stdout.strip()[-300:], r.stderr.strip()[-2000:])
+    assert r.returncode == 0, r.stderr
+    assert "rror" not in r.stderr and "arning" not in r.stderr, r.stderr
+mbsync()
+def local_files():
+    return glob.glob(os.path.join(mail, "INBOX", "cur", "*")) + glob.glob(os.path.join(mail, "INBOX", "new", "*"))
+assert len(local_files()) == N, len(local_files())
+# Local changes: 5 new messages, flags on 10, 5 deleted.
+files = sorted(local_files(), key=lambda p: open(p, "rb").read())
+for i in range(5):
+    with open(os.path.join(mail, "INBOX", "new", "local%d.%d.host" % (i, os.getpid())), "wb") as f:
+        f.write(b"Message-ID: <l%d@local>\r\nSubject: local %d\r\n\r\nwritten locally\r\n" % (i, i))
+def msgid(path):
+    return email.message_from_bytes(open(path, "rb").read())["Message-ID"]
+by_id = {msgid(p): p for p in files}
+for i in range(10, 20):
+    p = by_id["<n%d@remote>" % i]
+    base = os.path.basename(p).split(":2,")[0]
+    flags = set(os.path.basename(p).split(":2,")[1]) if ":2," in p else set()
+    flags |= {"F", "R"}
+    os.rename(p, os.path.join(mail, "INBOX", "cur", base + ":2," + "".join(sorted(flags))))
+for i in range(20, 25):
+    os.remove(by_id["<n%d@remote>" % i])
+# Remote changes: 5 new messages, \Answered on 10 others, 5 expunged.
+m = connect()
+for i in range(5):
+    ok(m.append("INBOX", None, None, b"Message-ID: <r%d@remote>\r\nSubject: remote %d\r\n\r\nwritten remotely\r\n" % (i, i)))
+ok(m.select("INBOX"))
+uids = {}
+for line in ok(m.uid("SEARCH", None, "ALL"))[0].split():
+    pass
+data = ok(m.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"))
+for d in data:
+    if isinstance(d, tuple):
+        uid = re.search(rb"UID (\d+)", d[0]).group(1).decode()
+        mid = d[1].decode().split(":", 1)[1].strip()
+        uids[mid] = uid
+ok(m.uid("STORE", ",".join(uids["<n%d@remote>" % i] for i in range(30, 40)), "+FLAGS", "(\\Answered)"))
+ok(m.uid("STORE", ",".join(uids["<n%d@remote>" % i] for i in range(40, 45)), "+FLAGS", "(\\Deleted)"))
+ok(m.expunge())
+m.logout()
+mbsync()
+# Both sides now: same Message-IDs, flags and bodies.
+letters = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
+local = {}
+for p in local_files():
+    raw = open(p, "rb").read()
+    fl = os.path.basename(p).split(":2,")[1] if ":2," in p else ""
+    # Maildir keeps LF line ends (mbsync converts); compare the lines themselves.
+    body = b"".join(l for l in raw.replace(b"\r\n", b"\n").splitlines(True) if not l.startswith(b"X-TUID:"))
+    local[msgid(p)] = (frozenset(letters[c] for c in fl if c in letters), body)
+m = connect(); ok(m.select("INBOX"))
+remote = {}
+data = ok(m.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])"))
+for d in data:
+    if isinstance(d, tuple):
+        fl = re.search(rb"FLAGS \(([^)]*)\)", d[0]).group(1).decode().split()
+        body = b"".join(l for l in d[1].replace(b"\r\n", b"\n").splitlines(True) if not l.startswith(b"X-TUID:"))
+        remote[email.message_from_bytes(d[1])["Message-ID"]] = (frozenset(f for f in fl if f != "\\Recent"), body)
+assert len(remote) == N + 10 - 10, len(remote)
+assert set(local) == set(remote), (set(local) ^ set(remote))
+for k in local:
+    assert local[k] == remote[k], (k, local[k], remote[k])
+assert "<l3@local>" in remote and "<r3@remote>" in local
+assert "<n22@remote>" not in remote and "<n42@remote>" not in local
+assert "\\Flagged" in remote["<n15@remote>"][0] and "\\Answered" in local["<n35@remote>"][0]
+print("identical", len(local))
+"#;
+
+#[test]
+fn mbsync_syncs_500_messages_both_ways() {
+    tests::harness::ensure_tool("mbsync", "isync").unwrap();
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{MBSYNC}");
+    let work = setup.dir.path().join("mbsync");
+    std::fs::create_dir_all(&work).unwrap();
+    let cert = setup.data_dir.join("tls").join("cert.pem");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+            &work.to_string_lossy(),
+            &cert.to_string_lossy(),
+        ],
+    );
+    assert!(out.contains("identical 500"), "{out}");
+}
