@@ -245,6 +245,66 @@ impl Store {
         }
     }
 
+    /// Appends several messages to a mailbox in one transaction (one fsync for all):
+    /// bodies first, then the index entries. All or none: [`Error::OverQuota`] or any
+    /// other failure leaves the mailbox as it was. Returns the new entries in order.
+    pub fn append_many(
+        &self,
+        mailbox: MailboxId,
+        messages: &[(Vec<u8>, Vec<String>, std::time::SystemTime)],
+    ) -> Result<Vec<MessageMeta>, Error> {
+        let mut flags = Vec::with_capacity(messages.len());
+        for (_, f, _) in messages {
+            flags.push(normalize_flags(f)?);
+        }
+        let gate = self
+            .blob_gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut blobs = Vec::with_capacity(messages.len());
+        for (body, _, _) in messages {
+            match self.blobs.write_unsynced(body) {
+                Ok(b) => blobs.push(b),
+                Err(e) => {
+                    self.blobs.remove_all(&blobs);
+                    return Err(e);
+                }
+            }
+        }
+        let ids: Vec<&str> = blobs.iter().map(String::as_str).collect();
+        let result = self.blobs.sync_fan_outs(&ids).and_then(|()| {
+            self.write(|txn| {
+                let mut metas = Vec::with_capacity(messages.len());
+                let mut account = None;
+                for (((body, _, date), flags), blob) in messages.iter().zip(flags).zip(&blobs) {
+                    let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
+                    let date = crate::from_ms(crate::to_ms(*date));
+                    let (meta, acc) = stage_append(txn, mailbox, blob.clone(), size, flags, date)?;
+                    account = Some(acc);
+                    metas.push(meta);
+                }
+                Ok((metas, account))
+            })
+        });
+        drop(gate);
+        match result {
+            Ok((metas, account)) => {
+                if let (Some(account), Some(last)) = (account, metas.last()) {
+                    self.notify(Change::Mailbox {
+                        account,
+                        mailbox,
+                        modseq: last.modseq,
+                    });
+                }
+                Ok(metas)
+            }
+            Err(e) => {
+                self.blobs.remove_all(&blobs);
+                Err(e)
+            }
+        }
+    }
+
     /// Sets the flags of several messages in one transaction, each change with a new
     /// MODSEQ. With `unchanged_since`, a message whose MODSEQ is above it is left alone
     /// and reported in `modified` (RFC 7162 §3.1.3). Messages no longer present are
@@ -372,6 +432,34 @@ mod tests {
             store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
             used
         );
+    }
+
+    #[test]
+    fn append_many_is_one_transaction_and_all_or_nothing() {
+        let (_dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let now = std::time::SystemTime::now();
+        let metas = store
+            .append_many(
+                inbox.id,
+                &[
+                    (b"one\r\n".to_vec(), vec!["\\Seen".into()], now),
+                    (b"two\r\n".to_vec(), vec![], now),
+                ],
+            )
+            .unwrap();
+        assert_eq!(metas.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(store.read_body(&metas[1]).unwrap(), b"two\r\n");
+        store.set_quota("alice@example.org", 20).unwrap();
+        let over = store.append_many(
+            inbox.id,
+            &[
+                (b"three\r\n".to_vec(), vec![], now),
+                (vec![b'x'; 100], vec![], now),
+            ],
+        );
+        assert!(matches!(over, Err(Error::OverQuota { .. })), "{over:?}");
+        assert_eq!(store.messages(inbox.id).unwrap().len(), 2);
     }
 
     #[test]
