@@ -67,6 +67,15 @@ pub enum Request {
     DkimActivate { domain: String, selector: String },
     /// Delete an inactive key.
     DkimRetire { domain: String, selector: String },
+    /// SHA-256 digests (hex) of the messages in a mailbox, one per line, so that an
+    /// import can skip what is already there. The mailbox is created if missing.
+    MailboxDigests { email: String, mailbox: String },
+    /// Messages for a mailbox from `postern import`.
+    ImportBatch {
+        email: String,
+        mailbox: String,
+        messages: Vec<ImportedMessage>,
+    },
     /// The outbound queue.
     QueueList,
     /// Make a queued message due now.
@@ -98,7 +107,17 @@ impl Request {
             }
             Request::QueueRetry { id } => ("queue-retry", id.to_string()),
             Request::QueueDrop { id } => ("queue-drop", id.to_string()),
-            Request::DkimList { .. } | Request::QueueList => return None,
+            Request::ImportBatch {
+                email,
+                mailbox,
+                messages,
+            } => (
+                "import",
+                format!("{} messages to {email} {mailbox}", messages.len()),
+            ),
+            Request::DkimList { .. } | Request::QueueList | Request::MailboxDigests { .. } => {
+                return None;
+            }
             Request::UserList
             | Request::AliasList
             | Request::DomainList
@@ -110,6 +129,17 @@ impl Request {
             }
         })
     }
+}
+
+/// One message of an import batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedMessage {
+    /// The message, base64 (the control socket speaks JSON lines).
+    pub body_b64: String,
+    /// Its flags.
+    pub flags: Vec<String>,
+    /// Its internal date, Unix milliseconds.
+    pub internal_date_ms: u64,
 }
 
 /// A request refused or failed: one line for the user.
@@ -378,6 +408,35 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             )
         }
         Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
+        Request::MailboxDigests { email, mailbox } => {
+            let target = import_target(store, email, mailbox)?;
+            let mut out = String::new();
+            for meta in store.messages(target.id)? {
+                let body = store.read_body(&meta)?;
+                out.push_str(&digest(&body));
+                out.push('\n');
+            }
+            out
+        }
+        Request::ImportBatch {
+            email,
+            mailbox,
+            messages,
+        } => {
+            use base64::Engine;
+            let target = import_target(store, email, mailbox)?;
+            let mut added = 0;
+            for m in messages {
+                let body = base64::engine::general_purpose::STANDARD
+                    .decode(&m.body_b64)
+                    .map_err(|e| Refusal(format!("an import message is not base64: {e}")))?;
+                let date =
+                    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(m.internal_date_ms);
+                store.append(target.id, &body, &m.flags, date)?;
+                added += 1;
+            }
+            format!("{added}\n")
+        }
         Request::MailShow {
             email,
             uid,
@@ -430,6 +489,29 @@ fn find_mailbox(store: &Store, email: &str, name: Option<&str>) -> Result<store:
     store
         .mailbox(account.id, name)?
         .ok_or_else(|| Refusal(format!("{} has no mailbox {name:?}", account.email)))
+}
+
+/// The mailbox an import goes to, created when missing.
+fn import_target(store: &Store, email: &str, name: &str) -> Result<store::Mailbox, Refusal> {
+    let Some(account) = store.account(email)? else {
+        return Err(Refusal(format!(
+            "no account {}",
+            email.to_ascii_lowercase()
+        )));
+    };
+    match store.mailbox(account.id, name)? {
+        Some(m) => Ok(m),
+        None => Ok(store.create_mailbox(account.id, name, None)?),
+    }
+}
+
+/// SHA-256 of a message, hex: how an import recognises what it already brought in.
+pub fn digest(body: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, body)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One line per message: UID, internal date, size, From and Subject.

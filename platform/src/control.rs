@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Refusal, Request};
 use crate::config::Config;
 
-/// Largest request line accepted (a request is small; a password, some addresses).
-const MAX_REQUEST: usize = 64 * 1024;
+/// Largest request line accepted: most are small, but an import batch carries
+/// messages (one of up to 50 MiB, base64).
+const MAX_REQUEST: usize = 96 * 1024 * 1024;
 
 /// The socket's path in a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {

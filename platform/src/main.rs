@@ -5,6 +5,7 @@
 mod admin;
 mod config;
 mod control;
+mod import;
 mod quickstart;
 mod serve;
 
@@ -67,6 +68,19 @@ enum Command {
         /// At most N entries (the newest).
         #[arg(long, value_name = "N", default_value_t = 100)]
         limit: usize,
+    },
+    /// Import an mbox file or a Maildir into an account's mailbox; run it again to
+    /// resume an interrupted import (messages already there are skipped).
+    Import {
+        /// The source format.
+        kind: import::Kind,
+        /// The account's address.
+        email: String,
+        /// The mbox file or Maildir directory.
+        path: PathBuf,
+        /// The target mailbox, created if missing.
+        #[arg(long, value_name = "NAME", default_value = "INBOX")]
+        mailbox: String,
     },
     /// Inspect mailboxes.
     #[command(subcommand)]
@@ -314,6 +328,20 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Command::Dns(DnsCommand::Records { domain }) => {
             admin_request(flag, Request::DnsRecords { domain })
+        }
+        Command::Import {
+            kind,
+            email,
+            path,
+            mailbox,
+        } => {
+            let config = config::load(flag)?;
+            let actor = format!("cli:{}", current_user());
+            print!(
+                "{}",
+                import::run(&config, &actor, kind, &email, &path, &mailbox)?
+            );
+            Ok(())
         }
         Command::Mail(MailCommand::List { email, mailbox }) => {
             admin_request(flag, Request::MailList { email, mailbox })

@@ -516,3 +516,142 @@ fn mbsync_syncs_500_messages_both_ways() {
     );
     assert!(out.contains("identical 500"), "{out}");
 }
+
+/// An mbox of `n` messages: LF line ends, mutt's Status/X-Status flags on some, a
+/// `>From ` line (mboxrd quoting) in each body.
+fn write_mbox(path: &std::path::Path, n: usize) {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str("From sender@example.org Fri Nov 27 04:17:22 2026\n");
+        text.push_str(&format!(
+            "Message-ID: <mbox{i}@example.org>\nSubject: old message {i}\n"
+        ));
+        if i % 4 == 0 {
+            text.push_str("Status: RO\n");
+        }
+        if i % 10 == 0 {
+            text.push_str("X-Status: F\n");
+        }
+        text.push_str(&format!("\nLine one of {i}.\n>From the archive.\n\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+const CHECK_IMPORT: &str = r#"
+m = connect()
+typ, data = m.select("Old", readonly=True)
+assert data == [b"2000"], data
+data = flat(ok(m.fetch("1", "(FLAGS INTERNALDATE BODY.PEEK[])"))).decode()
+assert "\\Seen" in data and "\\Flagged" in data, data
+assert 'INTERNALDATE "27-Nov-2026 04:17:22 +0000"' in data, data
+assert "Subject: old message 0\r\n" in data and "\r\nFrom the archive.\r\n" in data, data
+assert ok(m.search(None, "FLAGGED")) == [b" ".join(str(i + 1).encode() for i in range(0, 2000, 10))]
+typ, data = m.select("Imported", readonly=True)
+assert data == [b"3"], data
+flags = {}
+for d in ok(m.fetch("1:3", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")):
+    if isinstance(d, tuple):
+        subj = d[1].decode().strip()
+        flags[subj] = sorted(re.search(r"FLAGS \(([^)]*)\)", d[0].decode()).group(1).split())
+assert flags == {"Subject: maildir one": ["\\Flagged", "\\Seen"], "Subject: maildir two": ["\\Answered"], "Subject: maildir three": []}, flags
+print("imported ok")
+"#;
+
+#[test]
+fn import_of_an_mbox_and_a_maildir_while_serve_runs_resumes_without_duplicates() {
+    let (setup, _server) = setup();
+    let dir = setup.dir.path();
+    let full = dir.join("old.mbox");
+    let half = dir.join("half.mbox");
+    write_mbox(&full, 2000);
+    write_mbox(&half, 1000);
+    // An "interrupted" import (the first half), then the whole file: only the rest.
+    let out = setup
+        .cli_ok(
+            &[
+                "import",
+                "mbox",
+                "alice@example.test",
+                &half.to_string_lossy(),
+                "--mailbox",
+                "Old",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(out.contains("Imported 1000 messages"), "{out}");
+    let out = setup
+        .cli_ok(
+            &[
+                "import",
+                "mbox",
+                "alice@example.test",
+                &full.to_string_lossy(),
+                "--mailbox",
+                "Old",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(
+        out.contains("Imported 1000 messages") && out.contains("1000 were already there"),
+        "{out}"
+    );
+    // A Maildir with flags in the file names.
+    let maildir = dir.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(
+        maildir.join("cur/1.1.host:2,FS"),
+        "Subject: maildir one\n\nbody\n",
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.join("cur/2.2.host:2,R"),
+        "Subject: maildir two\n\nbody\n",
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.join("new/3.3.host"),
+        "Subject: maildir three\n\nbody\n",
+    )
+    .unwrap();
+    let out = setup
+        .cli_ok(
+            &[
+                "import",
+                "maildir",
+                "alice@example.test",
+                &maildir.to_string_lossy(),
+                "--mailbox",
+                "Imported",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(out.contains("Imported 3 messages"), "{out}");
+    let bad = setup
+        .cli(
+            &[
+                "import",
+                "maildir",
+                "alice@example.test",
+                &full.to_string_lossy(),
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a Maildir"));
+    let script = format!("{PRELUDE}{CHECK_IMPORT}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("imported ok"), "{out}");
+}
