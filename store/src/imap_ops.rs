@@ -337,9 +337,10 @@ impl Store {
                 if same {
                     continue;
                 }
+                let previous = meta.modseq;
                 meta.flags = flags.clone();
                 meta.modseq = bump_modseq(&mut mbox)?;
-                save_message(txn, &meta)?;
+                save_message(txn, &meta, Some(previous))?;
                 outcome.changed.push(meta);
             }
             if !outcome.changed.is_empty() {
@@ -460,6 +461,51 @@ mod tests {
         );
         assert!(matches!(over, Err(Error::OverQuota { .. })), "{over:?}");
         assert_eq!(store.messages(inbox.id).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn changes_since_reads_only_what_changed_and_survives_the_schema_1_upgrade() {
+        let (dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let u1 = append(&store, inbox.id, "one\r\n", &[]);
+        let u2 = append(&store, inbox.id, "two\r\n", &[]);
+        let u3 = append(&store, inbox.id, "three\r\n", &[]);
+        let mark = store
+            .mailbox_by_id(inbox.id)
+            .unwrap()
+            .unwrap()
+            .highest_modseq;
+        store.set_flags(inbox.id, u1, &["\\Seen".into()]).unwrap();
+        store.expunge(inbox.id, &[u2]).unwrap();
+        let u4 = append(&store, inbox.id, "four\r\n", &[]);
+        let (changed, expunged) = store.changes_since(inbox.id, mark).unwrap();
+        assert_eq!(changed.iter().map(|m| m.uid).collect::<Vec<_>>(), [u1, u4]);
+        assert_eq!(changed[0].flags, ["\\Seen"]);
+        assert_eq!(expunged, [u2]);
+        let (all, _) = store.changes_since(inbox.id, 0).unwrap();
+        assert_eq!(all.iter().map(|m| m.uid).collect::<Vec<_>>(), [u1, u3, u4]);
+        // A schema-1 store (no CHANGES index) gets it built when opened.
+        store
+            .write(|txn| {
+                let mut t = txn.open_table(crate::tables::CHANGES)?;
+                let keys: Vec<_> = t
+                    .iter()?
+                    .map(|e| e.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?;
+                for k in keys {
+                    t.remove(k)?;
+                }
+                txn.open_table(crate::tables::META)?
+                    .insert("schema_version", 1)?;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), crate::SCHEMA_VERSION);
+        let (changed, expunged) = store.changes_since(inbox.id, mark).unwrap();
+        assert_eq!(changed.iter().map(|m| m.uid).collect::<Vec<_>>(), [u1, u4]);
+        assert_eq!(expunged, [u2]);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub type Uid = u32;
 pub type ModSeq = u64;
 
 /// The schema version this build reads and writes, kept in the `meta` table.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The file name of the redb index inside the data directory.
 pub const INDEX_FILE: &str = "store.redb";
@@ -188,6 +188,10 @@ pub(crate) mod tables {
     pub const DKIM_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dkim_keys");
     /// Queue id -> JSON [`crate::QueuedMessage`].
     pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+    /// (mailbox id, MODSEQ, UID) -> 0 for a message's latest change (append or flags),
+    /// 1 for its expunge: what changed in a mailbox since a MODSEQ, without reading
+    /// every message (IMAP sessions catching up, CONDSTORE). Added in schema 2.
+    pub const CHANGES: TableDefinition<(u64, u64, u32), u8> = TableDefinition::new("changes");
     /// Remote domain (lower case) -> JSON [`crate::StsPolicy`], the MTA-STS policy cache.
     pub const MTA_STS: TableDefinition<&str, &[u8]> = TableDefinition::new("mta_sts");
 }
@@ -323,6 +327,14 @@ fn init_schema(db: &Database) -> Result<(), Error> {
             Some(0) => {
                 return Err(Error::Corrupt("the schema version is 0".into()));
             }
+            Some(1) => {
+                // Schema 2 adds the CHANGES index: built from the messages and the
+                // expunge records in the same transaction that records version 2.
+                drop(meta);
+                build_changes_index(&txn)?;
+                txn.open_table(tables::META)?
+                    .insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+            }
             Some(_) => {}
         }
     }
@@ -339,7 +351,25 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::DKIM_KEYS)?;
     txn.open_table(tables::QUEUE)?;
     txn.open_table(tables::MTA_STS)?;
+    txn.open_table(tables::CHANGES)?;
     txn.commit()?;
+    Ok(())
+}
+
+/// Fills the CHANGES index from MESSAGES and EXPUNGED (migration to schema 2).
+fn build_changes_index(txn: &WriteTransaction) -> Result<(), Error> {
+    let mut changes = txn.open_table(tables::CHANGES)?;
+    for entry in txn.open_table(tables::MESSAGES)?.iter()? {
+        let (k, v) = entry?;
+        let (mailbox, uid) = k.value();
+        let meta: MessageMeta = decode("a message", v.value())?;
+        changes.insert((mailbox, meta.modseq, uid), 0)?;
+    }
+    for entry in txn.open_table(tables::EXPUNGED)?.iter()? {
+        let (k, v) = entry?;
+        let (mailbox, uid) = k.value();
+        changes.insert((mailbox, v.value(), uid), 1)?;
+    }
     Ok(())
 }
 
@@ -508,12 +538,14 @@ mod tests {
             err,
             Error::SchemaTooNew {
                 found: 7,
-                supported: 1
+                supported: SCHEMA_VERSION
             }
         ));
         assert_eq!(
             err.to_string(),
-            "store schema version 7 is newer than this postern supports (1): upgrade postern"
+            format!(
+                "store schema version 7 is newer than this postern supports ({SCHEMA_VERSION}): upgrade postern"
+            )
         );
     }
 

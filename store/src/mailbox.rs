@@ -251,6 +251,14 @@ pub(crate) fn remove_mailbox(txn: &WriteTransaction, id: MailboxId) -> Result<Re
     for uid in uids {
         messages.remove((id, uid))?;
     }
+    let mut changes = txn.open_table(crate::tables::CHANGES)?;
+    let mut keys = Vec::new();
+    for entry in changes.range((id, 0, 0)..=(id, ModSeq::MAX, Uid::MAX))? {
+        keys.push(entry?.0.value());
+    }
+    for key in keys {
+        changes.remove(key)?;
+    }
     let mut expunged = txn.open_table(EXPUNGED)?;
     let mut uids = Vec::new();
     for entry in expunged.range((id, 0)..=(id, Uid::MAX))? {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::directory::{load_account, save_account};
 use crate::mailbox::{load_mailbox, save_mailbox};
-use crate::tables::{EXPUNGED, MAILBOXES, MESSAGES};
+use crate::tables::{CHANGES, EXPUNGED, MAILBOXES, MESSAGES};
 use crate::{
     AccountId, Change, Error, MailboxId, ModSeq, Store, Uid, decode, decode_opt, encode, from_ms,
     to_ms,
@@ -84,13 +84,28 @@ pub(crate) fn load_message(
         .ok_or_else(|| Error::NotFound(format!("the message with UID {uid} in mailbox {mailbox}")))
 }
 
-pub(crate) fn save_message(txn: &WriteTransaction, meta: &MessageMeta) -> Result<(), Error> {
+/// Writes a message's index entry and moves it in the CHANGES index from its
+/// `previous` MODSEQ (none for a new message) to its current one.
+pub(crate) fn save_message(
+    txn: &WriteTransaction,
+    meta: &MessageMeta,
+    previous: Option<ModSeq>,
+) -> Result<(), Error> {
     txn.open_table(MESSAGES)?.insert(
         (meta.mailbox, meta.uid),
         encode("a message", meta)?.as_slice(),
     )?;
+    let mut changes = txn.open_table(CHANGES)?;
+    if let Some(old) = previous {
+        changes.remove((meta.mailbox, old, meta.uid))?;
+    }
+    changes.insert((meta.mailbox, meta.modseq, meta.uid), CHANGED)?;
     Ok(())
 }
+
+/// CHANGES values.
+const CHANGED: u8 = 0;
+const EXPUNGED_MARK: u8 = 1;
 
 /// Takes the next MODSEQ of a mailbox (RFC 7162 §3.1: strictly ascending per mailbox).
 pub(crate) fn bump_modseq(mailbox: &mut crate::Mailbox) -> Result<ModSeq, Error> {
@@ -152,7 +167,7 @@ pub(crate) fn stage_append(
         internal_date,
         modseq: bump_modseq(&mut mbox)?,
     };
-    save_message(txn, &meta)?;
+    save_message(txn, &meta, None)?;
     save_mailbox(txn, &mbox)?;
     account.used_bytes = used.saturating_add(size);
     save_account(txn, &account)?;
@@ -185,11 +200,13 @@ pub(crate) fn expunge_in(
     let mut bytes = 0u64;
     {
         let mut messages = txn.open_table(MESSAGES)?;
+        let mut changes = txn.open_table(CHANGES)?;
         for &uid in &uids {
             let Some(v) = messages.remove((mailbox, uid))? else {
                 continue;
             };
             let meta: MessageMeta = decode("a message", v.value())?;
+            changes.remove((mailbox, meta.modseq, uid))?;
             removed.push(uid);
             bytes = bytes.saturating_add(meta.size);
             blobs.push(meta.blob);
@@ -205,8 +222,10 @@ pub(crate) fn expunge_in(
     let modseq = bump_modseq(&mut mbox)?;
     {
         let mut expunged = txn.open_table(EXPUNGED)?;
+        let mut changes = txn.open_table(CHANGES)?;
         for &uid in &removed {
             expunged.insert((mailbox, uid), modseq)?;
+            changes.insert((mailbox, modseq, uid), EXPUNGED_MARK)?;
         }
     }
     save_mailbox(txn, &mbox)?;
@@ -398,9 +417,10 @@ impl Store {
         let (meta, account) = self.write(|txn| {
             let mut mbox = load_mailbox(txn, mailbox)?;
             let mut meta = load_message(txn, mailbox, uid)?;
+            let previous = meta.modseq;
             meta.flags = flags;
             meta.modseq = bump_modseq(&mut mbox)?;
-            save_message(txn, &meta)?;
+            save_message(txn, &meta, Some(previous))?;
             save_mailbox(txn, &mbox)?;
             Ok((meta, mbox.account))
         })?;
@@ -430,6 +450,37 @@ impl Store {
             });
         }
         Ok(expunged.removed)
+    }
+
+    /// What changed in a mailbox after MODSEQ `since`, from the CHANGES index (no
+    /// full scan): the messages appended or whose flags changed (their current entries,
+    /// ascending UID), and the UIDs expunged (ascending).
+    pub fn changes_since(
+        &self,
+        mailbox: MailboxId,
+        since: ModSeq,
+    ) -> Result<(Vec<MessageMeta>, Vec<Uid>), Error> {
+        self.read(|txn| {
+            let changes = txn.open_table(CHANGES)?;
+            let messages = txn.open_table(MESSAGES)?;
+            let mut changed = Vec::new();
+            let mut expunged = Vec::new();
+            let start = since.saturating_add(1);
+            for entry in changes.range((mailbox, start, 0)..=(mailbox, ModSeq::MAX, Uid::MAX))? {
+                let (k, kind) = entry?;
+                let (_, _, uid) = k.value();
+                if kind.value() == EXPUNGED_MARK {
+                    expunged.push(uid);
+                } else if let Some(meta) =
+                    decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
+                {
+                    changed.push(meta);
+                }
+            }
+            changed.sort_by_key(|m| m.uid);
+            expunged.sort_unstable();
+            Ok((changed, expunged))
+        })
     }
 
     /// The UIDs expunged from a mailbox with a MODSEQ above `since`, ascending, for
