@@ -128,39 +128,37 @@ impl Selected {
             }
             return Ok(());
         }
-        let metas = store.messages(self.id)?;
-        // Expunged: in the view, not in the store.
-        let present: HashSet<Uid> = metas.iter().map(|m| m.uid).collect();
-        for m in &mut self.messages {
-            if !present.contains(&m.uid) {
-                m.gone = true;
+        // Only what changed since the view's MODSEQ (the store's CHANGES index).
+        let (changed, expunged) = store.changes_since(self.id, self.highest_modseq)?;
+        for gone in expunged {
+            if let Some(i) = self.index_of(gone) {
+                self.messages[i].gone = true;
             }
         }
         if expunge {
             self.report_gone(out);
         }
-        // Flag changes of messages in the view.
-        let mut by_uid = metas.iter().peekable();
+        let last = self.messages.last().map_or(0, |m| m.uid);
         let mut updates = Vec::new();
-        for (i, m) in self.messages.iter_mut().enumerate() {
-            while by_uid.peek().is_some_and(|x| x.uid < m.uid) {
-                by_uid.next();
+        let mut fresh = Vec::new();
+        for meta in changed {
+            if meta.uid > last {
+                fresh.push(meta);
+                continue;
             }
-            if let Some(x) = by_uid.peek()
-                && x.uid == m.uid
-                && x.modseq != m.modseq
-            {
-                let changed = x.flags != m.flags;
-                m.flags = x.flags.clone();
-                m.modseq = x.modseq;
-                if changed || modseq {
+            if let Some(i) = self.index_of(meta.uid) {
+                let m = &mut self.messages[i];
+                if m.gone || m.modseq == meta.modseq {
+                    continue;
+                }
+                let differs = m.flags != meta.flags;
+                m.flags = meta.flags;
+                m.modseq = meta.modseq;
+                if differs || modseq {
                     updates.push(i);
                 }
             }
         }
-        // New messages.
-        let last = self.messages.last().map_or(0, |m| m.uid);
-        let fresh: Vec<&store::MessageMeta> = metas.iter().filter(|m| m.uid > last).collect();
         if !fresh.is_empty() {
             let recent_from = if self.read_only {
                 Uid::MAX
@@ -173,7 +171,7 @@ impl Selected {
                 }
                 self.messages.push(Msg {
                     uid: m.uid,
-                    flags: m.flags.clone(),
+                    flags: m.flags,
                     modseq: m.modseq,
                     gone: false,
                 });

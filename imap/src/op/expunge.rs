@@ -8,6 +8,9 @@ use crate::core::{Core, Next};
 /// Expunges and answers with the updates.
 pub fn run(core: &mut Core, tag: &str, uids: Option<&SequenceSet>, out: &mut Vec<u8>) -> Next {
     let store = core.store.clone();
+    // The view's flags are made current (EXPUNGE may carry untagged updates), then
+    // its \Deleted messages are the ones to remove.
+    core.updates(out, true, uids.is_some());
     let Some(sel) = core.selected.as_ref() else {
         return core.bad(out, tag, "No mailbox selected");
     };
@@ -27,15 +30,13 @@ pub fn run(core: &mut Core, tag: &str, uids: Option<&SequenceSet>, out: &mut Vec
         None => None,
     };
     let id = sel.id;
-    let deleted: Vec<store::Uid> = match store.messages(id) {
-        Ok(metas) => metas
-            .into_iter()
-            .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-            .map(|m| m.uid)
-            .filter(|u| allowed.as_ref().is_none_or(|a| a.contains(u)))
-            .collect(),
-        Err(e) => return core.store_failed(out, tag, &e),
-    };
+    let deleted: Vec<store::Uid> = sel
+        .messages
+        .iter()
+        .filter(|m| !m.gone && m.flags.iter().any(|f| f == "\\Deleted"))
+        .map(|m| m.uid)
+        .filter(|u| allowed.as_ref().is_none_or(|a| a.binary_search(u).is_ok()))
+        .collect();
     if !deleted.is_empty()
         && let Err(e) = store.expunge(id, &deleted)
     {

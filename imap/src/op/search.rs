@@ -302,7 +302,10 @@ fn header_key(
     let Some(raw) = raw(c, sel, store) else {
         return false;
     };
-    let msg = parse(raw);
+    // The header block is all a header key needs: no MIME parse of the body.
+    let msg = mail_parser::MessageParser::default()
+        .parse_headers(raw)
+        .unwrap_or_else(|| parse(raw));
     match header_text(&msg, name) {
         // An empty string matches every message that has the field (RFC 3501 HEADER).
         Some(text) => needle.is_empty() || contains(&text, needle),
