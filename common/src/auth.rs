@@ -21,12 +21,19 @@ pub struct Config {
     /// Past it, logins from that IP are refused without checking the password until
     /// the bucket refills.
     pub attempts_per_second: u32,
+    /// For how long a successful login is remembered, in seconds, so that the same
+    /// user with the same password logs in again without a new argon2 computation (a
+    /// client reconnecting for every check, as many do). Only a keyed digest of the
+    /// password hash and the password is kept, in memory; a password change ends it at
+    /// once, and failures are never remembered. 0: check every login.
+    pub login_cache_seconds: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             attempts_per_second: 10,
+            login_cache_seconds: 300,
         }
     }
 }
@@ -395,6 +402,7 @@ mod tests {
     fn failed_logins_limit_per_ip() {
         let l = FailedLogins::new(&Config {
             attempts_per_second: 3,
+            ..Config::default()
         });
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {

@@ -363,6 +363,12 @@ impl Store {
     /// on are its recent ones), and moves the watermark past them so that no other
     /// session sees them as recent (RFC 3501 §2.3.2).
     pub fn claim_recent(&self, mailbox: MailboxId) -> Result<Uid, Error> {
+        // Nothing new since the last claim (the usual case): no write transaction.
+        if let Some(m) = self.mailbox_by_id(mailbox)?
+            && m.uid_next <= m.recent_from.max(1)
+        {
+            return Ok(m.recent_from.max(1));
+        }
         self.write(|txn| {
             let mut m = load_mailbox(txn, mailbox)?;
             let first = m.recent_from.max(1);
