@@ -7,7 +7,10 @@
 use redb::ReadableTable;
 
 use crate::mailbox::{load_mailbox, normalize_mailbox_name, save_mailbox};
-use crate::message::{bump_modseq, expunge_in, load_message, save_message, stage_append};
+use crate::message::{
+    bump_modseq, expunge_in, header_block, load_message, move_header, save_header, save_message,
+    stage_append,
+};
 use crate::tables::MAILBOX_NAMES;
 use crate::{
     AccountId, Change, DELIMITER, Error, INBOX, MailboxId, MessageMeta, ModSeq, Store, Uid, decode,
@@ -69,7 +72,7 @@ impl Store {
                 };
                 for m in &messages {
                     // The body file moves with its index entry.
-                    stage_append(
+                    let (meta, _) = stage_append(
                         txn,
                         target.id,
                         m.blob.clone(),
@@ -77,6 +80,7 @@ impl Store {
                         m.flags.clone(),
                         m.internal_date,
                     )?;
+                    move_header(txn, (id, m.uid), (target.id, meta.uid))?;
                 }
                 let uids: Vec<Uid> = messages.iter().map(|m| m.uid).collect();
                 // expunge_in frees the bytes stage_append counted a second time.
@@ -174,11 +178,13 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A move keeps the body files; a copy writes new ones (each message owns its file).
         let mut blobs = Vec::with_capacity(sources.len());
+        let mut headers = Vec::with_capacity(sources.len());
         if remove {
             blobs.extend(sources.iter().map(|m| m.blob.clone()));
         } else {
             for m in &sources {
                 let body = self.read_body(m)?;
+                headers.push(header_block(&body).to_vec());
                 match self.blobs.write_unsynced(&body) {
                     Ok(b) => blobs.push(b),
                     Err(e) => {
@@ -196,7 +202,7 @@ impl Store {
         let result = self.write(|txn| {
             let mut pairs = Vec::with_capacity(sources.len());
             let mut account = None;
-            for (m, blob) in sources.iter().zip(&blobs) {
+            for (i, (m, blob)) in sources.iter().zip(&blobs).enumerate() {
                 let (meta, acc) = stage_append(
                     txn,
                     dst,
@@ -205,6 +211,10 @@ impl Store {
                     m.flags.clone(),
                     m.internal_date,
                 )?;
+                match headers.get(i) {
+                    Some(h) => save_header(txn, dst, meta.uid, h)?,
+                    None => move_header(txn, (src, m.uid), (dst, meta.uid))?,
+                }
                 account = Some(acc);
                 pairs.push((m.uid, meta.uid));
             }
@@ -280,6 +290,7 @@ impl Store {
                     let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
                     let date = crate::from_ms(crate::to_ms(*date));
                     let (meta, acc) = stage_append(txn, mailbox, blob.clone(), size, flags, date)?;
+                    save_header(txn, mailbox, meta.uid, header_block(body))?;
                     account = Some(acc);
                     metas.push(meta);
                 }
@@ -512,6 +523,38 @@ mod tests {
         let (changed, expunged) = store.changes_since(inbox.id, mark).unwrap();
         assert_eq!(changed.iter().map(|m| m.uid).collect::<Vec<_>>(), [u1, u4]);
         assert_eq!(expunged, [u2]);
+    }
+
+    #[test]
+    fn header_blocks_follow_their_messages() {
+        let (_dir, store, alice) = test_util::store_with_alice();
+        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
+        let dst = store.create_mailbox(alice.id, "Dst", None).unwrap();
+        let u1 = append(&store, inbox.id, "Subject: one\r\n\r\nbody\r\n", &[]);
+        let u2 = append(&store, inbox.id, "Subject: two\r\n\r\nbody\r\n", &[]);
+        let h = |m, u| store.headers(m, &[u]).unwrap().remove(0);
+        assert_eq!(h(inbox.id, u1).unwrap(), b"Subject: one\r\n\r\n");
+        let copied = store.copy_messages(inbox.id, &[u1], dst.id).unwrap();
+        assert_eq!(h(dst.id, copied[0].1).unwrap(), b"Subject: one\r\n\r\n");
+        let moved = store.move_messages(inbox.id, &[u2], dst.id).unwrap();
+        assert_eq!(h(dst.id, moved[0].1).unwrap(), b"Subject: two\r\n\r\n");
+        assert_eq!(h(inbox.id, u2), None);
+        store.rename_mailbox(alice.id, "INBOX", "Old").unwrap();
+        let old = store.mailbox(alice.id, "Old").unwrap().unwrap();
+        assert_eq!(h(old.id, 1).unwrap(), b"Subject: one\r\n\r\n");
+        store.expunge(old.id, &[1]).unwrap();
+        assert_eq!(h(old.id, 1), None);
+        let many = store
+            .append_many(
+                dst.id,
+                &[(
+                    b"Subject: m\r\n\r\nx\r\n".to_vec(),
+                    vec![],
+                    std::time::SystemTime::now(),
+                )],
+            )
+            .unwrap();
+        assert_eq!(h(dst.id, many[0].uid).unwrap(), b"Subject: m\r\n\r\n");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain}
 pub use imap_ops::{FlagUpdate, FlagsOutcome};
 pub use keys::DkimKey;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
-pub use message::{MessageMeta, normalize_flags};
+pub use message::{MessageMeta, header_block, normalize_flags};
 pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
 pub use sts::StsPolicy;
 
@@ -192,6 +192,10 @@ pub(crate) mod tables {
     /// 1 for its expunge: what changed in a mailbox since a MODSEQ, without reading
     /// every message (IMAP sessions catching up, CONDSTORE). Added in schema 2.
     pub const CHANGES: TableDefinition<(u64, u64, u32), u8> = TableDefinition::new("changes");
+    /// (mailbox id, UID) -> the message's header block, kept beside its body so that
+    /// header searches and header fetches read no body file. Messages stored before it
+    /// existed have no row: readers fall back to the body.
+    pub const HEADERS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("headers");
     /// Remote domain (lower case) -> JSON [`crate::StsPolicy`], the MTA-STS policy cache.
     pub const MTA_STS: TableDefinition<&str, &[u8]> = TableDefinition::new("mta_sts");
 }
@@ -352,6 +356,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::QUEUE)?;
     txn.open_table(tables::MTA_STS)?;
     txn.open_table(tables::CHANGES)?;
+    txn.open_table(tables::HEADERS)?;
     txn.commit()?;
     Ok(())
 }

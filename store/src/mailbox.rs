@@ -251,6 +251,16 @@ pub(crate) fn remove_mailbox(txn: &WriteTransaction, id: MailboxId) -> Result<Re
     for uid in uids {
         messages.remove((id, uid))?;
     }
+    {
+        let mut headers = txn.open_table(crate::tables::HEADERS)?;
+        let mut keys = Vec::new();
+        for entry in headers.range((id, 0)..=(id, Uid::MAX))? {
+            keys.push(entry?.0.value());
+        }
+        for key in keys {
+            headers.remove(key)?;
+        }
+    }
     let mut changes = txn.open_table(crate::tables::CHANGES)?;
     let mut keys = Vec::new();
     for entry in changes.range((id, 0, 0)..=(id, ModSeq::MAX, Uid::MAX))? {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::directory::{load_account, save_account};
 use crate::mailbox::{load_mailbox, save_mailbox};
-use crate::tables::{CHANGES, EXPUNGED, MAILBOXES, MESSAGES};
+use crate::tables::{CHANGES, EXPUNGED, HEADERS, MAILBOXES, MESSAGES};
 use crate::{
     AccountId, Change, Error, MailboxId, ModSeq, Store, Uid, decode, decode_opt, encode, from_ms,
     to_ms,
@@ -103,6 +103,44 @@ pub(crate) fn save_message(
     Ok(())
 }
 
+/// The header block of a message: up to and including the blank line (all of it when
+/// there is none), at most 64 KiB.
+pub fn header_block(body: &[u8]) -> &[u8] {
+    const MAX: usize = 64 * 1024;
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| body.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(body.len());
+    &body[..end.min(MAX)]
+}
+
+/// Stores a message's header block (see [`crate::tables::HEADERS`]).
+pub(crate) fn save_header(
+    txn: &WriteTransaction,
+    mailbox: MailboxId,
+    uid: Uid,
+    header: &[u8],
+) -> Result<(), Error> {
+    txn.open_table(HEADERS)?.insert((mailbox, uid), header)?;
+    Ok(())
+}
+
+/// Moves a header row to a message's new place (MOVE, renaming INBOX).
+pub(crate) fn move_header(
+    txn: &WriteTransaction,
+    from: (MailboxId, Uid),
+    to: (MailboxId, Uid),
+) -> Result<(), Error> {
+    let mut headers = txn.open_table(HEADERS)?;
+    let row = headers.remove(from)?.map(|v| v.value().to_vec());
+    if let Some(row) = row {
+        headers.insert(to, row.as_slice())?;
+    }
+    Ok(())
+}
+
 /// CHANGES values.
 const CHANGED: u8 = 0;
 const EXPUNGED_MARK: u8 = 1;
@@ -122,6 +160,7 @@ type AppendResult = Result<(MessageMeta, AccountId), Error>;
 /// An append whose body is on disk, waiting for its index commit.
 pub(crate) struct PendingAppend {
     mailbox: MailboxId,
+    header: Vec<u8>,
     blob: String,
     size: u64,
     flags: Vec<String>,
@@ -207,6 +246,7 @@ pub(crate) fn expunge_in(
             };
             let meta: MessageMeta = decode("a message", v.value())?;
             changes.remove((mailbox, meta.modseq, uid))?;
+            txn.open_table(HEADERS)?.remove((mailbox, uid))?;
             removed.push(uid);
             bytes = bytes.saturating_add(meta.size);
             blobs.push(meta.blob);
@@ -266,6 +306,7 @@ impl Store {
         let slot: Arc<Mutex<Option<AppendResult>>> = Arc::new(Mutex::new(None));
         lock(&self.append_queue).push(PendingAppend {
             mailbox,
+            header: header_block(body).to_vec(),
             blob,
             size,
             flags,
@@ -314,14 +355,16 @@ impl Store {
         let together = self.db.begin_write().map_err(Error::from).and_then(|txn| {
             let mut staged = Vec::with_capacity(batch.len());
             for p in &batch {
-                staged.push(stage_append(
+                let result = stage_append(
                     &txn,
                     p.mailbox,
                     p.blob.clone(),
                     p.size,
                     p.flags.clone(),
                     p.internal_date,
-                )?);
+                )?;
+                save_header(&txn, p.mailbox, result.0.uid, &p.header)?;
+                staged.push(result);
             }
             Ok((txn, staged))
         });
@@ -360,6 +403,7 @@ impl Store {
                 p.flags.clone(),
                 p.internal_date,
             )?;
+            save_header(&txn, p.mailbox, staged.0.uid, &p.header)?;
             Ok((txn, staged))
         });
         match staged {
@@ -450,6 +494,19 @@ impl Store {
             });
         }
         Ok(expunged.removed)
+    }
+
+    /// The stored header blocks of messages (`None` for a message stored before the
+    /// header table existed, or gone), in one read.
+    pub fn headers(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        self.read(|txn| {
+            let headers = txn.open_table(HEADERS)?;
+            let mut out = Vec::with_capacity(uids.len());
+            for &uid in uids {
+                out.push(headers.get((mailbox, uid))?.map(|v| v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// What changed in a mailbox after MODSEQ `since`, from the CHANGES index (no
