@@ -103,8 +103,47 @@ pub fn run(
             }
         }
     }
+    let needs_body = items.iter().any(|i| {
+        matches!(
+            i,
+            MessageDataItemName::Body
+                | MessageDataItemName::BodyExt { .. }
+                | MessageDataItemName::BodyStructure
+                | MessageDataItemName::Envelope
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Header
+                | MessageDataItemName::Rfc822Text
+        )
+    });
+    // Header fetches (a client listing a mailbox) read the stored header blocks in one
+    // go instead of opening every body file.
+    let header_only = items.iter().all(|i| match i {
+        MessageDataItemName::BodyExt { section, .. } => matches!(
+            section,
+            Some(
+                Section::Header(None)
+                    | Section::HeaderFields(None, _)
+                    | Section::HeaderFieldsNot(None, _)
+            )
+        ),
+        MessageDataItemName::Body
+        | MessageDataItemName::BodyStructure
+        | MessageDataItemName::Rfc822
+        | MessageDataItemName::Rfc822Text => false,
+        _ => true,
+    });
+    let mut header_rows: Vec<Option<Vec<u8>>> = if needs_body && header_only {
+        let uids: Vec<store::Uid> = resolved
+            .indexes
+            .iter()
+            .map(|&i| sel.messages[i].uid)
+            .collect();
+        store.headers(sel.id, &uids).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut missing = false;
-    for &i in &resolved.indexes {
+    for (k, &i) in resolved.indexes.iter().enumerate() {
         let m = &sel.messages[i];
         if m.gone {
             missing = true;
@@ -129,19 +168,9 @@ pub fn run(
         } else {
             None
         };
-        let needs_body = items.iter().any(|i| {
-            matches!(
-                i,
-                MessageDataItemName::Body
-                    | MessageDataItemName::BodyExt { .. }
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::Envelope
-                    | MessageDataItemName::Rfc822
-                    | MessageDataItemName::Rfc822Header
-                    | MessageDataItemName::Rfc822Text
-            )
-        });
+        let stored_header = header_rows.get_mut(k).and_then(Option::take);
         let raw = match (&meta, needs_body) {
+            (Some(_), true) if stored_header.is_some() => stored_header,
             (Some(meta), true) => match store.read_body(meta) {
                 Ok(b) => Some(b),
                 Err(e) => {

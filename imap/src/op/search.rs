@@ -19,6 +19,8 @@ struct Candidate<'a> {
     recent: bool,
     meta: Option<store::MessageMeta>,
     raw: Option<Vec<u8>>,
+    /// The header block, from the store's header table when it has one.
+    header: Option<Vec<u8>>,
 }
 
 /// Runs SEARCH / UID SEARCH.
@@ -47,6 +49,13 @@ pub fn run(
         return core.bad(out, tag, "No mailbox selected");
     };
     let uses_modseq = criteria.iter().any(mentions_modseq);
+    // Header keys read the stored header blocks, all in one go, not the bodies.
+    let mut headers: Vec<Option<Vec<u8>>> = if criteria.iter().any(uses_headers) {
+        let uids: Vec<store::Uid> = sel.messages.iter().map(|m| m.uid).collect();
+        store.headers(sel.id, &uids).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut hits = Vec::new();
     let mut highest = 0;
     for (i, m) in sel.messages.iter().enumerate() {
@@ -59,6 +68,7 @@ pub fn run(
             recent: sel.recent.contains(&m.uid),
             meta: None,
             raw: None,
+            header: headers.get_mut(i).and_then(Option::take),
         };
         if criteria.iter().all(|k| matches(k, &mut c, sel, &store)) {
             hits.push(if uid { m.uid as usize } else { i + 1 });
@@ -75,6 +85,47 @@ pub fn run(
     }
     crate::line!(out, "{line}");
     core.finish(out, tag, "OK", None, "SEARCH completed", Sync::None)
+}
+
+fn uses_headers(k: &SearchKey<'_>) -> bool {
+    match k {
+        SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Cc(_)
+        | SearchKey::Bcc(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Header(..)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        SearchKey::Not(k) => uses_headers(k),
+        SearchKey::Or(a, b) => uses_headers(a) || uses_headers(b),
+        SearchKey::And(list) => list.as_ref().iter().any(uses_headers),
+        _ => false,
+    }
+}
+
+/// The candidate's header block: from the header table, else from its body.
+fn header<'c>(c: &'c mut Candidate<'_>, sel: &Selected, store: &store::Store) -> Option<&'c [u8]> {
+    if c.header.is_none() {
+        let block = store::header_block(raw(c, sel, store)?).to_vec();
+        c.header = Some(block);
+    }
+    c.header.as_deref()
+}
+
+/// The headers parsed (mail-parser over the header block only).
+fn with_headers(
+    c: &mut Candidate<'_>,
+    sel: &Selected,
+    store: &store::Store,
+    f: &dyn Fn(&Message<'_>) -> bool,
+) -> bool {
+    let Some(block) = header(c, sel, store) else {
+        return false;
+    };
+    let msg = parse(block);
+    f(&msg)
 }
 
 fn mentions_modseq(k: &SearchKey<'_>) -> bool {
@@ -251,13 +302,15 @@ fn matches(
         SearchKey::Since(d) => {
             meta(c, sel, store).is_some_and(|m| date_of(m.internal_date) >= *d.as_ref())
         }
-        SearchKey::SentBefore(d) => {
-            parsed_text(c, &|m| sent_date(m).is_some_and(|x| x < *d.as_ref()))
-        }
-        SearchKey::SentOn(d) => parsed_text(c, &|m| sent_date(m).is_some_and(|x| x == *d.as_ref())),
-        SearchKey::SentSince(d) => {
-            parsed_text(c, &|m| sent_date(m).is_some_and(|x| x >= *d.as_ref()))
-        }
+        SearchKey::SentBefore(d) => with_headers(c, sel, store, &|m| {
+            sent_date(m).is_some_and(|x| x < *d.as_ref())
+        }),
+        SearchKey::SentOn(d) => with_headers(c, sel, store, &|m| {
+            sent_date(m).is_some_and(|x| x == *d.as_ref())
+        }),
+        SearchKey::SentSince(d) => with_headers(c, sel, store, &|m| {
+            sent_date(m).is_some_and(|x| x >= *d.as_ref())
+        }),
         SearchKey::From(s) => header_key(c, sel, store, "From", s.as_ref()),
         SearchKey::To(s) => header_key(c, sel, store, "To", s.as_ref()),
         SearchKey::Cc(s) => header_key(c, sel, store, "Cc", s.as_ref()),
@@ -299,16 +352,9 @@ fn header_key(
     name: &str,
     needle: &[u8],
 ) -> bool {
-    let Some(raw) = raw(c, sel, store) else {
-        return false;
-    };
-    // The header block is all a header key needs: no MIME parse of the body.
-    let msg = mail_parser::MessageParser::default()
-        .parse_headers(raw)
-        .unwrap_or_else(|| parse(raw));
-    match header_text(&msg, name) {
+    with_headers(c, sel, store, &|msg| match header_text(msg, name) {
         // An empty string matches every message that has the field (RFC 3501 HEADER).
         Some(text) => needle.is_empty() || contains(&text, needle),
         None => false,
-    }
+    })
 }
