@@ -187,15 +187,20 @@ impl Selected {
         Ok(())
     }
 
-    /// Sends EXPUNGE for every message marked gone, highest sequence number first (so
-    /// the numbers stay those the client knows), and drops them from the view.
+    /// Sends EXPUNGE for every message marked gone, in ascending order as RFC 3501
+    /// §6.4.3 shows it (each number counts the removals before it), and drops them
+    /// from the view.
     fn report_gone(&mut self, out: &mut Vec<u8>) {
-        for i in (0..self.messages.len()).rev() {
-            if self.messages[i].gone {
-                line!(out, "* {} EXPUNGE", i + 1);
-                let m = self.messages.remove(i);
+        let mut removed = 0;
+        for (i, m) in self.messages.iter().enumerate() {
+            if m.gone {
+                line!(out, "* {} EXPUNGE", i + 1 - removed);
                 self.recent.remove(&m.uid);
+                removed += 1;
             }
+        }
+        if removed > 0 {
+            self.messages.retain(|m| !m.gone);
         }
     }
 

@@ -655,3 +655,88 @@ fn import_of_an_mbox_and_a_maildir_while_serve_runs_resumes_without_duplicates()
     );
     assert!(out.contains("imported ok"), "{out}");
 }
+
+/// RFC 3501 §6 examples as transcripts: each client line, then the server lines
+/// expected (regular expressions; response texts are ours, so `.*` stands for them).
+/// Untagged responses must come in the order given.
+const TRANSCRIPTS: &str = r#"
+raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+f = raw.makefile("rb")
+f.readline()
+def step(cmd, expected):
+    raw.sendall(cmd.encode() + b"\r\n")
+    tag = cmd.split(" ")[0]
+    got = []
+    while True:
+        l = f.readline().decode().rstrip("\r\n")
+        got.append(l)
+        if l.startswith(tag + " "):
+            break
+    ok = len(got) == len(expected) and all(re.fullmatch(e, g) for e, g in zip(expected, got))
+    assert ok, "\nC: %s\nexpected: %s\ngot:      %s" % (cmd, expected, got)
+step("a001 LOGIN %s %s" % (user, pw), [r"a001 OK .*"])
+# §6.1.2 NOOP, §6.1.1 CAPABILITY.
+step("a002 NOOP", [r"a002 OK .*"])
+step("abcd CAPABILITY", [r"\* CAPABILITY IMAP4rev1 .*", r"abcd OK .*"])
+# §6.3.3 CREATE: owatagusiam/ creates a superior; then owatagusiam/blurdybloop.
+step("A003 CREATE owatagusiam/", [r"A003 OK .*"])
+step("A004 CREATE owatagusiam/blurdybloop", [r"A004 OK .*"])
+# §6.3.4 DELETE: blurdybloop goes; foo with inferiors is refused here (no \Noselect).
+step("A682 LIST \"\" *", [r'\* LIST \(.*\) "/" .*'] * 8 + [r"A682 OK .*"])
+step("A683 DELETE blurdybloop", [r"A683 NO \[NONEXISTENT\] .*"])
+step("A684 DELETE owatagusiam/blurdybloop", [r"A684 OK .*"])
+step("A685 DELETE owatagusiam", [r"A685 OK .*"])
+step("A686 LIST \"\" owatagusiam*", [r"A686 OK .*"])
+# §6.3.5 RENAME: children follow; renaming INBOX moves its messages.
+step("A687 CREATE foo/bar", [r"A687 OK .*"])
+step("A688 CREATE foo/bar/zap", [r"A688 OK .*"])
+step("A689 RENAME foo zowie", [r"A689 OK .*"])
+step('A690 LIST "" zowie*', [r'\* LIST \(\\HasChildren\) "/" "zowie"', r'\* LIST \(\\HasChildren\) "/" "zowie/bar"', r'\* LIST \(\\HasNoChildren\) "/" "zowie/bar/zap"', r"A690 OK .*"])
+step('A691 LIST "" foo*', [r"A691 OK .*"])
+# §6.3.8 LIST "" "": the delimiter and the root.
+step('A101 LIST "" ""', [r'\* LIST \(\\Noselect\) "/" ""', r"A101 OK .*"])
+step('A102 LIST zowie/ ""', [r'\* LIST \(\\Noselect\) "/" "zowie/"', r"A102 OK .*"])
+step('A103 LIST "" zowie/%', [r'\* LIST \(\\HasChildren\) "/" "zowie/bar"', r"A103 OK .*"])
+# §6.3.11 APPEND, §6.3.10 STATUS.
+for i in range(1, 12):
+    step("A%03d APPEND zowie {%d+}\r\nSubject: m%d\r\n\r\nx\r\n" % (200 + i, 17 + len(str(i)), i), [r"A%03d OK \[APPENDUID \d+ %d\] .*" % (200 + i, i)])
+step("A042 STATUS zowie (UIDNEXT MESSAGES)", [r'\* STATUS "zowie" \(UIDNEXT 12 MESSAGES 11\)', r"A042 OK .*"])
+# §6.3.1 SELECT.
+step("A142 SELECT zowie", [r"\* FLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft\)", r"\* OK \[PERMANENTFLAGS \(.*\\\*\)\] .*", r"\* 11 EXISTS", r"\* 11 RECENT", r"\* OK \[UNSEEN 1\] .*", r"\* OK \[UIDVALIDITY \d+\] .*", r"\* OK \[UIDNEXT 12\] .*", r"A142 OK \[READ-WRITE\] .*"])
+# §6.4.6 STORE: +FLAGS on 2:4 answers each message's flags.
+step("A003 STORE 2:4 +FLAGS (\\Deleted)", [r"\* 2 FETCH \(FLAGS \(\\Deleted \\Recent\)\)", r"\* 3 FETCH \(FLAGS \(\\Deleted \\Recent\)\)", r"\* 4 FETCH \(FLAGS \(\\Deleted \\Recent\)\)", r"A003 OK .*"])
+step("A004 STORE 2:4 -FLAGS.SILENT (\\Deleted)", [r"A004 OK .*"])
+# §6.4.3 EXPUNGE: 3, 4, 7 and 11 deleted -> EXPUNGE 3, 3, 5, 8.
+step("A005 STORE 3:4,7,11 +FLAGS.SILENT (\\Deleted)", [r"A005 OK .*"])
+step("A202 EXPUNGE", [r"\* 3 EXPUNGE", r"\* 3 EXPUNGE", r"\* 5 EXPUNGE", r"\* 8 EXPUNGE", r"A202 OK .*"])
+# §6.4.4 SEARCH.
+step("A282 SEARCH FLAGGED", [r"\* SEARCH", r"A282 OK .*"])
+step("A283 SEARCH TEXT \"m5\"", [r"\* SEARCH 3", r"A283 OK .*"])
+step("A284 SEARCH CHARSET UTF-8 TEXT {2+}\r\nm6", [r"\* SEARCH 4", r"A284 OK .*"])
+# §6.4.5 FETCH, §6.4.8 UID FETCH.
+step("A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (SUBJECT)])", [r"\* 2 FETCH \(FLAGS \(\\Seen \\Recent\) BODY\[HEADER.FIELDS \(SUBJECT\)\] \{15\}", r"Subject: m2", r"", r"\)", r"\* 3 FETCH \(.*\{15\}", r"Subject: m5", r"", r"\)", r"\* 4 FETCH \(.*\{15\}", r"Subject: m6", r"", r"\)", r"A654 OK .*"])
+step("A999 UID FETCH 4:5 FLAGS", [r"\* 3 FETCH \(UID 5 FLAGS \(\\Seen \\Recent\)\)", r"A999 OK .*"])
+# §6.4.7 COPY.
+step("A003 COPY 2:4 MEETING", [r"A003 NO \[TRYCREATE\] .*"])
+step("A004 CREATE MEETING", [r"A004 OK .*"])
+step("A005 COPY 2:4 MEETING", [r"A005 OK \[COPYUID \d+ 2,5:6 1:3\] .*"])
+# §6.4.2 CLOSE, §6.1.3 LOGOUT.
+step("A341 CLOSE", [r"A341 OK .*"])
+step("A023 LOGOUT", [r"\* BYE .*", r"A023 OK .*"])
+print("transcripts ok")
+"#;
+
+#[test]
+fn rfc_3501_section_6_examples() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{TRANSCRIPTS}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("transcripts ok"), "{out}");
+}
