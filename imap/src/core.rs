@@ -14,6 +14,9 @@ use crate::op;
 use crate::resp;
 use crate::selected::Selected;
 
+/// Logged-in sessions per account, shared by all connections.
+pub type SessionCounts = Arc<std::sync::Mutex<std::collections::HashMap<store::AccountId, usize>>>;
+
 /// Limits that keep one client from costing more than it should.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -21,6 +24,8 @@ pub struct Limits {
     pub max_literal: u32,
     /// The largest literal accepted before login.
     pub max_literal_unauthenticated: u32,
+    /// Sessions one account may have logged in at once.
+    pub max_sessions_per_account: usize,
 }
 
 /// The connection states of RFC 3501 §3.
@@ -96,6 +101,21 @@ pub struct Core {
     /// What the next input line is.
     pub waiting: Waiting,
     pub(crate) logged_out: bool,
+    pub(crate) sessions: SessionCounts,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(account) = &self.account {
+            let mut counts = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&account.id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&account.id);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Core {
@@ -155,6 +175,7 @@ impl Core {
         tls: bool,
         starttls: bool,
         limits: Limits,
+        sessions: SessionCounts,
     ) -> Core {
         Core {
             store,
@@ -168,6 +189,7 @@ impl Core {
             condstore: false,
             waiting: Waiting::Command,
             logged_out: false,
+            sessions,
         }
     }
 
@@ -434,6 +456,17 @@ impl Core {
         {
             tracing::warn!(error = %e, "could not read the selected mailbox's changes");
         }
+    }
+
+    /// Takes a session slot for `account`; false when it has `max_sessions_per_account`.
+    pub(crate) fn take_session_slot(&self, account: store::AccountId) -> bool {
+        let mut counts = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(account).or_insert(0);
+        if *n >= self.limits.max_sessions_per_account {
+            return false;
+        }
+        *n += 1;
+        true
     }
 
     /// The account, for commands that run only when logged in (see [`allowed`]).

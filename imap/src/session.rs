@@ -14,19 +14,16 @@ use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
 use store::login::Authenticator;
-use store::{AccountId, Change, Store};
+use store::{Change, Store};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
-use crate::core::{Core, Limits, Next, Waiting};
+use crate::core::{Core, Limits, Next, SessionCounts, Waiting};
 use crate::op;
 use crate::resp;
 
 /// The longest command line (without literals) we take, RFC 7162 §4 asks for 8192.
 const MAX_LINE: usize = 64 * 1024;
-
-/// Sessions per account, shared by all connections.
-pub type SessionCounts = Arc<Mutex<HashMap<AccountId, usize>>>;
 
 /// The IMAP protocol for the network driver.
 #[derive(Debug, Clone)]
@@ -34,7 +31,6 @@ pub struct Imap {
     store: Arc<Store>,
     auth: Arc<Authenticator>,
     limits: Limits,
-    max_sessions_per_account: usize,
     sessions: SessionCounts,
 }
 
@@ -47,8 +43,8 @@ impl Imap {
             limits: Limits {
                 max_literal: config.max_message_bytes,
                 max_literal_unauthenticated: 8 * 1024,
+                max_sessions_per_account: config.max_sessions_per_account,
             },
-            max_sessions_per_account: config.max_sessions_per_account,
             sessions: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -65,15 +61,13 @@ impl net::Protocol for Imap {
             info.tls,
             info.starttls,
             self.limits,
+            self.sessions.clone(),
         );
         Session {
             core: Some(core),
             frag: fragmentizer(&self.limits),
             limits: self.limits,
             changes: self.store.subscribe(),
-            max_sessions: self.max_sessions_per_account,
-            sessions: self.sessions.clone(),
-            counted: None,
         }
     }
 
@@ -98,10 +92,6 @@ pub struct Session {
     frag: Fragmentizer,
     limits: Limits,
     changes: broadcast::Receiver<Change>,
-    max_sessions: usize,
-    sessions: SessionCounts,
-    /// The account this connection counts against, once logged in.
-    counted: Option<AccountId>,
 }
 
 impl std::fmt::Debug for Session {
@@ -109,20 +99,6 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("core", &self.core)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if let Some(id) = self.counted {
-            let mut counts = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(&id) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&id);
-                }
-            }
-        }
     }
 }
 
@@ -362,27 +338,6 @@ impl net::Session for Session {
                     next
                 }
             };
-            // Count the session against its account once it logs in.
-            if self.counted.is_none()
-                && let Some(account) = self
-                    .core
-                    .as_ref()
-                    .and_then(|c| c.account.as_ref())
-                    .map(|a| a.id)
-            {
-                let mut counts = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-                let n = counts.entry(account).or_insert(0);
-                if *n >= self.max_sessions {
-                    drop(counts);
-                    crate::line!(
-                        &mut reply,
-                        "* BYE [LIMIT] Too many sessions for this account"
-                    );
-                    return Output::close(reply);
-                }
-                *n += 1;
-                self.counted = Some(account);
-            }
             match next {
                 Next::Continue => {}
                 Next::Close => return Output::close(reply),

@@ -740,3 +740,46 @@ fn rfc_3501_section_6_examples() {
     );
     assert!(out.contains("transcripts ok"), "{out}");
 }
+
+const SESSION_LIMIT: &str = r#"
+a = connect(); b = connect()
+c = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx)
+try:
+    c.login(user, pw)
+    print("third: OK")
+except imaplib.IMAP4.error as e:
+    print("third:", e)
+a.logout()
+time.sleep(0.3)
+c.login(user, pw)
+print("after logout: OK")
+"#;
+
+#[test]
+fn an_account_over_its_session_limit_is_refused_at_login() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    setup
+        .cli_ok(
+            &["user", "add", "alice@example.test", "--password-stdin"],
+            Some(&format!("{PW}\n")),
+        )
+        .unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    let config = config.replacen("[imap]\n", "[imap]\nmax_sessions_per_account = 2\n", 1);
+    std::fs::write(&setup.config, config).unwrap();
+    let _server = setup.serve().unwrap();
+    let script = format!("{PRELUDE}{SESSION_LIMIT}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(
+        out.contains("third: b'[LIMIT] Too many sessions for this account'"),
+        "{out}"
+    );
+    assert!(out.contains("after logout: OK"), "{out}");
+}

@@ -39,6 +39,14 @@ pub fn authenticated(
 ) -> Next {
     match core.auth.login(user, password, core.peer, "imap") {
         Ok(account) => {
+            if !core.take_session_slot(account.id) {
+                return core.no(
+                    out,
+                    tag,
+                    Some("LIMIT"),
+                    "Too many sessions for this account",
+                );
+            }
             core.account = Some(account);
             let caps = capability::list(core);
             resp::tagged(
