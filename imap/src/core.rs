@@ -273,10 +273,18 @@ impl Core {
                 op::enable::run(self, &tag, capabilities.as_ref(), out)
             }
             CommandBody::Namespace => op::namespace::run(self, &tag, out),
-            CommandBody::Select { mailbox, .. } => {
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => {
+                self.enable_condstore_for(&parameters);
                 op::select::select(self, &tag, &mailbox, false, out)
             }
-            CommandBody::Examine { mailbox, .. } => {
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => {
+                self.enable_condstore_for(&parameters);
                 op::select::select(self, &tag, &mailbox, true, out)
             }
             CommandBody::Close => op::select::close(self, &tag, out),
@@ -455,6 +463,16 @@ impl Core {
             && let Err(e) = sel.sync(&store, out, expunge, uid, condstore)
         {
             tracing::warn!(error = %e, "could not read the selected mailbox's changes");
+        }
+    }
+
+    /// SELECT/EXAMINE (CONDSTORE) enables CONDSTORE (RFC 7162 §3.1).
+    fn enable_condstore_for(&mut self, parameters: &[imap_types::command::SelectParameter]) {
+        if parameters
+            .iter()
+            .any(|p| matches!(p, imap_types::command::SelectParameter::CondStore))
+        {
+            self.condstore = true;
         }
     }
 

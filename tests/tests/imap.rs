@@ -783,3 +783,58 @@ fn an_account_over_its_session_limit_is_refused_at_login() {
     );
     assert!(out.contains("after logout: OK"), "{out}");
 }
+
+const CONDSTORE: &str = r#"
+raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+f = raw.makefile("rb")
+f.readline()
+def step(cmd):
+    raw.sendall(cmd.encode() + b"\r\n")
+    tag = cmd.split(" ")[0]
+    got = []
+    while True:
+        l = f.readline().decode().rstrip("\r\n")
+        got.append(l)
+        if l.startswith(tag + " "):
+            return got
+step("a LOGIN %s %s" % (user, pw))
+for i in range(3):
+    step("b%d APPEND INBOX {12+}\r\nSubject: x\r\n" % i)
+got = step("c CAPABILITY")
+assert "CONDSTORE" in got[0], got
+got = step("d ENABLE CONDSTORE")
+assert got[0] == "* ENABLED CONDSTORE", got
+got = step("e SELECT INBOX (CONDSTORE)")
+hm = [l for l in got if "HIGHESTMODSEQ" in l]
+assert hm, got
+highest = int(re.search(r"HIGHESTMODSEQ (\d+)", hm[0]).group(1))
+got = step("f STORE 2 +FLAGS (\\Seen)")
+m = re.fullmatch(r"\* 2 FETCH \(FLAGS \(\\Seen \\Recent\) MODSEQ \((\d+)\)\)", got[0])
+assert m and int(m.group(1)) > highest, got
+modseq = int(m.group(1))
+got = step("g FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % highest)
+assert len(got) == 2 and got[0] == "* 2 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))" % modseq, got
+got = step("h UID STORE 1,2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % highest)
+assert got[-1].startswith("h OK [MODIFIED 2]"), got
+assert any(l.startswith("* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent) MODSEQ (") for l in got), got
+got = step("i SEARCH MODSEQ %d" % modseq)
+assert re.fullmatch(r"\* SEARCH 1 2 \(MODSEQ \d+\)", got[0]), got
+got = step("j STATUS INBOX (HIGHESTMODSEQ)")
+assert re.fullmatch(r'\* STATUS "INBOX" \(HIGHESTMODSEQ \d+\)', got[0]), got
+print("condstore ok")
+"#;
+
+#[test]
+fn condstore_enable_changedsince_unchangedsince_and_search_modseq() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{CONDSTORE}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("condstore ok"), "{out}");
+}

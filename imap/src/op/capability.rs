@@ -30,6 +30,7 @@ pub fn list(core: &Core) -> String {
             "SPECIAL-USE",
             "QUOTA",
             "QUOTA=RES-STORAGE",
+            "CONDSTORE",
         ]
         .map(String::from),
     );

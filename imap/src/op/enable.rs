@@ -1,18 +1,29 @@
-//! ENABLE (RFC 5161). Nothing here needs enabling yet: CONDSTORE and UTF8=ACCEPT are
-//! not advertised, so every capability named is answered as not enabled.
+//! ENABLE (RFC 5161): CONDSTORE can be enabled (RFC 7162 §3.1); anything else named
+//! is not enabled and not mentioned in the reply.
 
 use imap_types::extensions::enable::CapabilityEnable;
 
 use crate::core::{Core, Next};
 use crate::line;
 
-/// `* ENABLED` (with nothing) then OK.
+/// `* ENABLED [CONDSTORE]` then OK.
 pub fn run(
     core: &mut Core,
     tag: &str,
-    _capabilities: &[CapabilityEnable<'_>],
+    capabilities: &[CapabilityEnable<'_>],
     out: &mut Vec<u8>,
 ) -> Next {
-    line!(out, "* ENABLED");
+    let mut enabled = Vec::new();
+    for c in capabilities {
+        if matches!(c, CapabilityEnable::CondStore) && !enabled.contains(&"CONDSTORE") {
+            core.condstore = true;
+            enabled.push("CONDSTORE");
+        }
+    }
+    if enabled.is_empty() {
+        line!(out, "* ENABLED");
+    } else {
+        line!(out, "* ENABLED {}", enabled.join(" "));
+    }
     core.ok(out, tag, None, "ENABLE completed")
 }

@@ -47,6 +47,10 @@ pub fn run(
     if changed_since.is_some() && !items.contains(&MessageDataItemName::ModSeq) {
         items.push(MessageDataItemName::ModSeq);
     }
+    // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE are CONDSTORE-enabling commands.
+    if items.contains(&MessageDataItemName::ModSeq) {
+        core.condstore = true;
+    }
     if uid && !items.contains(&MessageDataItemName::Uid) {
         items.insert(0, MessageDataItemName::Uid);
     }

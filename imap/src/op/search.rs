@@ -49,6 +49,10 @@ pub fn run(
         return core.bad(out, tag, "No mailbox selected");
     };
     let uses_modseq = criteria.iter().any(mentions_modseq);
+    if uses_modseq {
+        // RFC 7162 §3.1: SEARCH MODSEQ enables CONDSTORE.
+        core.condstore = true;
+    }
     // Header keys read the stored header blocks, all in one go, not the bodies.
     let mut headers: Vec<Option<Vec<u8>>> = if criteria.iter().any(uses_headers) {
         let uids: Vec<store::Uid> = sel.messages.iter().map(|m| m.uid).collect();
