@@ -98,6 +98,8 @@ pub struct Core {
     pub selected: Option<Selected>,
     /// CONDSTORE was enabled (RFC 7162 §3.1): MODSEQ in FETCH responses.
     pub(crate) condstore: bool,
+    /// QRESYNC was enabled (RFC 7162 §3.2): VANISHED instead of EXPUNGE.
+    pub(crate) qresync: bool,
     /// What the next input line is.
     pub waiting: Waiting,
     pub(crate) logged_out: bool,
@@ -187,6 +189,7 @@ impl Core {
             account: None,
             selected: None,
             condstore: false,
+            qresync: false,
             waiting: Waiting::Command,
             logged_out: false,
             sessions,
@@ -278,14 +281,16 @@ impl Core {
                 parameters,
             } => {
                 self.enable_condstore_for(&parameters);
-                op::select::select(self, &tag, &mailbox, false, out)
+                let resync = resync_of(parameters);
+                op::select::select(self, &tag, &mailbox, false, resync, out)
             }
             CommandBody::Examine {
                 mailbox,
                 parameters,
             } => {
                 self.enable_condstore_for(&parameters);
-                op::select::select(self, &tag, &mailbox, true, out)
+                let resync = resync_of(parameters);
+                op::select::select(self, &tag, &mailbox, true, resync, out)
             }
             CommandBody::Close => op::select::close(self, &tag, out),
             CommandBody::Unselect => op::select::unselect(self, &tag, out),
@@ -458,6 +463,8 @@ impl Core {
     /// Untagged updates for the selected mailbox.
     pub fn updates(&mut self, out: &mut Vec<u8>, expunge: bool, uid: bool) {
         let condstore = self.condstore;
+        // RFC 7162 §3.2.4: with QRESYNC, unsolicited FETCH responses carry the UID.
+        let uid = uid || self.qresync;
         let store = self.store.clone();
         if let Some(sel) = self.selected.as_mut()
             && let Err(e) = sel.sync(&store, out, expunge, uid, condstore)
@@ -491,6 +498,23 @@ impl Core {
     pub(crate) fn account(&self) -> Option<&Account> {
         self.account.as_ref()
     }
+}
+
+/// The QRESYNC parameter of SELECT/EXAMINE, if given.
+fn resync_of(parameters: Vec<imap_types::command::SelectParameter>) -> Option<op::select::Resync> {
+    parameters.into_iter().find_map(|p| match p {
+        imap_types::command::SelectParameter::QResync {
+            uid_validity,
+            mod_sequence_value,
+            known_uids,
+            ..
+        } => Some(op::select::Resync {
+            uid_validity: uid_validity.get(),
+            modseq: mod_sequence_value.get(),
+            known_uids,
+        }),
+        imap_types::command::SelectParameter::CondStore => None,
+    })
 }
 
 fn describe(state: State) -> &'static str {

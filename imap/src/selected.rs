@@ -44,6 +44,8 @@ pub struct Selected {
     pub highest_modseq: ModSeq,
     /// UIDNEXT at the last sync.
     pub uid_next: Uid,
+    /// QRESYNC is enabled: expunges are reported as VANISHED (RFC 7162 §3.2.10).
+    pub vanished: bool,
 }
 
 /// What a sequence set names in the view.
@@ -93,6 +95,7 @@ impl Selected {
             recent,
             highest_modseq: current.highest_modseq,
             uid_next: current.uid_next,
+            vanished: false,
         })
     }
 
@@ -192,12 +195,20 @@ impl Selected {
     /// from the view.
     fn report_gone(&mut self, out: &mut Vec<u8>) {
         let mut removed = 0;
+        let mut vanished = Vec::new();
         for (i, m) in self.messages.iter().enumerate() {
             if m.gone {
-                line!(out, "* {} EXPUNGE", i + 1 - removed);
+                if self.vanished {
+                    vanished.push(m.uid);
+                } else {
+                    line!(out, "* {} EXPUNGE", i + 1 - removed);
+                }
                 self.recent.remove(&m.uid);
                 removed += 1;
             }
+        }
+        if !vanished.is_empty() {
+            line!(out, "* VANISHED {}", crate::op::copy::ranges(&vanished));
         }
         if removed > 0 {
             self.messages.retain(|m| !m.gone);
@@ -323,6 +334,7 @@ mod tests {
             recent: HashSet::new(),
             highest_modseq: 1,
             uid_next: uids.last().map_or(1, |u| u + 1),
+            vanished: false,
         }
     }
 

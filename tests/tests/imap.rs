@@ -838,3 +838,61 @@ fn condstore_enable_changedsince_unchangedsince_and_search_modseq() {
     );
     assert!(out.contains("condstore ok"), "{out}");
 }
+
+const QRESYNC: &str = r#"
+def session():
+    raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+    f = raw.makefile("rb")
+    f.readline()
+    def step(cmd):
+        raw.sendall(cmd.encode() + b"\r\n")
+        tag = cmd.split(" ")[0]
+        got = []
+        while True:
+            l = f.readline().decode().rstrip("\r\n")
+            got.append(l)
+            if l.startswith(tag + " "):
+                return got
+    step("l LOGIN %s %s" % (user, pw))
+    return step
+a = session(); b = session()
+for i in range(3):
+    a("p%d APPEND INBOX {12+}\r\nSubject: x\r\n" % i)
+got = a("s1 SELECT INBOX (QRESYNC (1 1))")
+assert got[-1].startswith("s1 BAD"), got
+assert a("e ENABLE QRESYNC")[0] == "* ENABLED QRESYNC"
+got = a("s2 SELECT INBOX")
+validity = re.search(r"UIDVALIDITY (\d+)", "\n".join(got)).group(1)
+highest = int(re.search(r"HIGHESTMODSEQ (\d+)", "\n".join(got)).group(1))
+b("b1 SELECT INBOX")
+b("b2 STORE 1 +FLAGS (\\Flagged)")
+b("b3 STORE 3 +FLAGS.SILENT (\\Deleted)")
+b("b4 EXPUNGE")
+got = a("n NOOP")
+assert "* VANISHED 3" in got and not any("EXPUNGE" in l for l in got), got
+assert any(re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", l) for l in got), got
+got = a("f UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % highest)
+assert got[0] == "* VANISHED (EARLIER) 3", got
+assert re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)", got[1]), got
+got = a("s3 SELECT INBOX (QRESYNC (%s %d 1:3))" % (validity, highest))
+assert got[0].startswith("* OK [CLOSED]"), got
+assert "* VANISHED (EARLIER) 3" in got, got
+assert any(re.fullmatch(r"\* 1 FETCH \(UID 1 FLAGS \(\\Flagged( \\Recent)?\) MODSEQ \(\d+\)\)", l) for l in got), got
+assert got[-1].startswith("s3 OK [READ-WRITE]"), got
+print("qresync ok")
+"#;
+
+#[test]
+fn qresync_reports_vanished_and_resynchronises_on_select() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{QRESYNC}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("qresync ok"), "{out}");
+}

@@ -31,6 +31,7 @@ pub fn list(core: &Core) -> String {
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "CONDSTORE",
+            "QRESYNC",
         ]
         .map(String::from),
     );

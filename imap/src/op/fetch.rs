@@ -44,6 +44,15 @@ pub fn run(
         FetchModifier::ChangedSince(v) => Some(v.get()),
         FetchModifier::Vanished => None,
     });
+    let vanished = modifiers.contains(&FetchModifier::Vanished);
+    if vanished && !(uid && changed_since.is_some() && core.qresync) {
+        // RFC 7162 §3.2.6: only UID FETCH with CHANGEDSINCE, once QRESYNC is enabled.
+        return core.bad(
+            out,
+            tag,
+            "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC",
+        );
+    }
     if changed_since.is_some() && !items.contains(&MessageDataItemName::ModSeq) {
         items.push(MessageDataItemName::ModSeq);
     }
@@ -64,6 +73,27 @@ pub fn run(
         Ok(r) => r,
         Err(e) => return core.bad(out, tag, &e),
     };
+    if let (true, Some(since)) = (vanished, changed_since) {
+        let largest = sel.uid_next.saturating_sub(1) as usize;
+        match store.expunged_since(sel.id, since) {
+            Ok(uids) => {
+                let gone: Vec<store::Uid> = uids
+                    .into_iter()
+                    .filter(|&u| crate::op::search::in_set(set, u as usize, largest))
+                    .collect();
+                if !gone.is_empty() {
+                    resp::raw(
+                        out,
+                        &format!(
+                            "* VANISHED (EARLIER) {}\r\n",
+                            crate::op::copy::ranges(&gone)
+                        ),
+                    );
+                }
+            }
+            Err(e) => return core.store_failed(out, tag, &e),
+        }
+    }
     let marks_seen = !sel.read_only
         && items.iter().any(|i| match i {
             MessageDataItemName::BodyExt { peek, .. } => !peek,

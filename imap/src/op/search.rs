@@ -238,7 +238,9 @@ fn sent_date(msg: &Message<'_>) -> Option<chrono::NaiveDate> {
     chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
 }
 
-fn in_set(set: &SequenceSet, value: usize, largest: usize) -> bool {
+/// Whether `value` is in `set`, `*` being `largest` (membership, not resolution: the
+/// values need not exist).
+pub(crate) fn in_set(set: &SequenceSet, value: usize, largest: usize) -> bool {
     set.0.as_ref().iter().any(|s| {
         let v = |x: &SeqOrUid| match x {
             SeqOrUid::Value(v) => v.get() as usize,
