@@ -896,3 +896,91 @@ fn qresync_reports_vanished_and_resynchronises_on_select() {
     );
     assert!(out.contains("qresync ok"), "{out}");
 }
+
+/// RFC 3501 §8, the sample session, on a mailbox built to match it: 18 messages, the
+/// last 2 recent, 17 the first unseen, message 12 the IMAP WG minutes.
+const SECTION_8: &str = r#"
+def session():
+    raw = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+    f = raw.makefile("rb")
+    greeting = f.readline().decode()
+    def step(cmd):
+        raw.sendall(cmd.encode() + b"\r\n")
+        tag = cmd.split(" ")[0]
+        got = []
+        while True:
+            l = f.readline().decode()
+            m = re.search(r"\{(\d+)\}\r\n$", l)
+            if m:
+                l += f.read(int(m.group(1))).decode() + f.readline().decode()
+            got.append(l.rstrip("\r\n"))
+            if l.startswith(tag + " "):
+                return got
+    return greeting, step
+body = "".join("Line %02d of the minutes of the IMAP4rev1 working group meeting.\r\n" % i for i in range(92))
+minutes = ("Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\n"
+    "From: Terry Gray <gray@cac.washington.edu>\r\n"
+    "Subject: IMAP4rev1 WG mtg summary and minutes\r\n"
+    "To: imap@cac.washington.edu\r\n"
+    "cc: minutes@CNRI.Reston.VA.US, John Klensin <KLENSIN@MIT.EDU>\r\n"
+    "Message-Id: <B27397-0100000@cac.washington.edu>\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: TEXT/PLAIN; CHARSET=US-ASCII\r\n\r\n" + body).encode()
+_, other = session()
+other("o1 LOGIN %s %s" % (user, pw))
+for i in range(1, 17):
+    msg = minutes if i == 12 else b"Subject: message %d\r\n\r\nbody\r\n" % i
+    date = '"17-Jul-1996 02:44:25 -0700" ' if i == 12 else ""
+    got = other("o%d APPEND INBOX (\\Seen) %s{%d+}\r\n%s" % (i + 1, date, len(msg), msg.decode()))
+    assert got[-1].startswith("o%d OK" % (i + 1)), got
+other("o20 SELECT INBOX")  # claims the 16 as \Recent for itself
+other("o21 CLOSE")  # so that the next two stay \Recent for the session below
+for i in (17, 18):
+    other("o%d APPEND INBOX {27+}\r\nSubject: message %d\r\n\r\nbody\r\n" % (i + 10, i))
+greeting, step = session()
+assert re.fullmatch(r"\* OK .*\r\n", greeting), greeting
+got = step("a001 login %s %s" % (user, pw))
+assert re.fullmatch(r"a001 OK .*", got[-1]), got
+got = step("a002 select inbox")
+for want in [r"\* 18 EXISTS", r"\* FLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft\)", r"\* 2 RECENT",
+             r"\* OK \[UNSEEN 17\] .*", r"\* OK \[UIDVALIDITY \d+\] .*"]:
+    assert any(re.fullmatch(want, l) for l in got), (want, got)
+assert re.fullmatch(r"a002 OK \[READ-WRITE\] .*", got[-1]), got
+got = step("a003 fetch 12 full")
+want = ('* 12 FETCH (FLAGS (\\Seen) INTERNALDATE "17-Jul-1996 09:44:25 +0000" RFC822.SIZE %d '
+        'ENVELOPE ("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)" "IMAP4rev1 WG mtg summary and minutes" '
+        '(("Terry Gray" NIL "gray" "cac.washington.edu")) (("Terry Gray" NIL "gray" "cac.washington.edu")) '
+        '(("Terry Gray" NIL "gray" "cac.washington.edu")) ((NIL NIL "imap" "cac.washington.edu")) '
+        '((NIL NIL "minutes" "CNRI.Reston.VA.US")("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL '
+        '"<B27397-0100000@cac.washington.edu>") BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" %d 92))'
+        % (len(minutes), len(body)))
+# MIME types and parameter names are case-insensitive (RFC 2045): compare BODY so.
+assert got[0][:got[0].index(" BODY (")] == want[:want.index(" BODY (")], (got[0], want)
+assert got[0][got[0].index(" BODY ("):].lower() == want[want.index(" BODY ("):].lower(), (got[0], want)
+assert re.fullmatch(r"a003 OK .*", got[-1]), got
+got = step("a004 fetch 12 body[header]")
+header = minutes[:minutes.index(b"\r\n\r\n") + 4].decode()
+assert got[0] == "* 12 FETCH (BODY[HEADER] {%d}\r\n%s)" % (len(header), header), got
+assert re.fullmatch(r"a004 OK .*", got[-1]), got
+got = step("a005 store 12 +flags \\deleted")
+assert got[0] == "* 12 FETCH (FLAGS (\\Seen \\Deleted))", got
+assert re.fullmatch(r"a005 OK .*", got[-1]), got
+got = step("a006 logout")
+assert re.fullmatch(r"\* BYE .*", got[0]) and re.fullmatch(r"a006 OK .*", got[-1]), got
+print("section 8 ok")
+"#;
+
+#[test]
+fn rfc_3501_section_8_sample_session() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{SECTION_8}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("section 8 ok"), "{out}");
+}
