@@ -107,6 +107,11 @@ enum Input {
     Command(imap_codec::imap_types::command::Command<'static>),
     AuthData(String, Option<Vec<u8>>),
     IdleDone(String),
+    /// CREATE with a USE list (CREATE-SPECIAL-USE): the plain CREATE and the attributes.
+    CreateUse(
+        imap_codec::imap_types::command::Command<'static>,
+        Vec<String>,
+    ),
     /// A line that could not be decoded: the reply to send.
     Bad(Vec<u8>),
 }
@@ -154,6 +159,18 @@ impl Session {
                     Input::Bad(out)
                 }
                 Err(_) => {
+                    // CREATE name (USE (...)) (RFC 6154 §5.2): imap-codec does not parse
+                    // the USE list; take it off and decode the plain CREATE.
+                    if let Some((plain, uses)) = split_create_use(self.frag.message_bytes())
+                        && let Ok((_, cmd)) =
+                            imap_codec::decode::Decoder::decode(&CommandCodec::default(), &plain)
+                        && matches!(
+                            cmd.body,
+                            imap_codec::imap_types::command::CommandBody::Create { .. }
+                        )
+                    {
+                        return Input::CreateUse(cmd.into_static(), uses);
+                    }
                     let mut out = Vec::new();
                     let text = syntax_hint(self.frag.message_bytes());
                     bad(&mut out, tag_of(&self.frag), &text);
@@ -175,6 +192,24 @@ impl Session {
             },
         }
     }
+}
+
+/// `tag CREATE name (USE (\\A \\B))` CRLF -> (`tag CREATE name` CRLF, [`\\A`, `\\B`]).
+fn split_create_use(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    let text = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
+    let text = std::str::from_utf8(text).ok()?;
+    let upper = text.to_ascii_uppercase();
+    let mut words = upper.split_ascii_whitespace();
+    words.next()?;
+    if words.next()? != "CREATE" {
+        return None;
+    }
+    let pos = upper.rfind(" (USE (")?;
+    let list = text[pos + " (USE (".len()..].strip_suffix("))")?;
+    let uses = list.split_ascii_whitespace().map(str::to_string).collect();
+    Some((format!("{}\r\n", &text[..pos]).into_bytes(), uses))
 }
 
 fn bad(out: &mut Vec<u8>, tag: Option<String>, text: &str) {
@@ -306,6 +341,17 @@ impl net::Session for Session {
                 }
                 Input::Command(cmd) => {
                     let Some((out, next)) = self.run(move |core, out| core.execute(cmd, out)).await
+                    else {
+                        reply.extend_from_slice(b"* BYE Internal error\r\n");
+                        return Output::close(reply);
+                    };
+                    reply.extend(out);
+                    next
+                }
+                Input::CreateUse(cmd, uses) => {
+                    let Some((out, next)) = self
+                        .run(move |core, out| op::create::with_use(core, cmd, &uses, out))
+                        .await
                     else {
                         reply.extend_from_slice(b"* BYE Internal error\r\n");
                         return Output::close(reply);

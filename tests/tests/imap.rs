@@ -984,3 +984,35 @@ fn rfc_3501_section_8_sample_session() {
     );
     assert!(out.contains("section 8 ok"), "{out}");
 }
+
+const CREATE_SPECIAL_USE: &str = r#"
+m = connect()
+caps = ok(m.capability())[0].decode().upper().split()
+assert "CREATE-SPECIAL-USE" in caps, caps
+typ, data = m._simple_command("CREATE", "Spam2 (USE (\\Junk))")
+assert typ == "NO" and b"USEATTR" in data[-1], (typ, data)
+typ, data = m._simple_command("CREATE", "Everything (USE (\\All))")
+assert typ == "NO" and b"USEATTR" in data[-1], (typ, data)
+ok(m.delete("Junk"))
+typ, data = m._simple_command("CREATE", '"Spam 2" (USE (\\Junk))')
+assert typ == "OK", (typ, data)
+text = b"\n".join(ok(m.list('""', '"*"'))).decode()
+assert '(\\Junk \\HasNoChildren) "/" "Spam 2"' in text, text
+assert "Everything" not in text and "Spam2" not in text, text
+print("special-use ok")
+"#;
+
+#[test]
+fn create_special_use_gives_a_free_role_and_refuses_the_rest() {
+    let (setup, _server) = setup();
+    let script = format!("{PRELUDE}{CREATE_SPECIAL_USE}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("special-use ok"), "{out}");
+}

@@ -28,6 +28,7 @@ pub fn list(core: &Core) -> String {
             "UNSELECT",
             "CHILDREN",
             "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "CONDSTORE",
