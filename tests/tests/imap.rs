@@ -112,6 +112,11 @@ assert '("application" "pdf" ("name" "a.pdf") NIL NIL "base64" 12 NIL ("attachme
 # Sections; PEEK leaves \Seen alone, BODY[TEXT] sets it.
 data = ok(m.fetch("1", "(BODY.PEEK[1])"))
 assert data[0][1] == b"Hallo J=C3=B6rg, the quarterly numbers.", data
+# BINARY (RFC 3516): the transfer encodings undone.
+data = ok(m.fetch("1", "(BINARY.PEEK[1] BINARY.PEEK[2] BINARY.SIZE[2])"))
+blob = flat(data)
+assert "Hallo Jörg, the quarterly numbers.".encode() in blob and b"%PDF-1.4\n" in blob, blob
+assert b"BINARY.SIZE[2] 9" in blob, blob
 data = ok(m.fetch("1", "(BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[]<0.10>)"))
 blob = flat(data)
 assert b"Content-Disposition: attachment" in blob and b"Subject: =?utf-8?q?" in blob, blob

@@ -33,6 +33,7 @@ pub fn list(core: &Core) -> String {
             "QUOTA=RES-STORAGE",
             "CONDSTORE",
             "QRESYNC",
+            "BINARY",
         ]
         .map(String::from),
     );

@@ -32,14 +32,6 @@ pub fn run(
         }
         MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
     };
-    if items.iter().any(|i| {
-        matches!(
-            i,
-            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
-        )
-    }) {
-        return core.bad(out, tag, "BINARY is not supported");
-    }
     let changed_since = modifiers.iter().find_map(|m| match m {
         FetchModifier::ChangedSince(v) => Some(v.get()),
         FetchModifier::Vanished => None,
@@ -96,7 +88,8 @@ pub fn run(
     }
     let marks_seen = !sel.read_only
         && items.iter().any(|i| match i {
-            MessageDataItemName::BodyExt { peek, .. } => !peek,
+            MessageDataItemName::BodyExt { peek, .. }
+            | MessageDataItemName::Binary { peek, .. } => !peek,
             MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
             _ => false,
         });
@@ -147,6 +140,8 @@ pub fn run(
                 | MessageDataItemName::Rfc822
                 | MessageDataItemName::Rfc822Header
                 | MessageDataItemName::Rfc822Text
+                | MessageDataItemName::Binary { .. }
+                | MessageDataItemName::BinarySize { .. }
         )
     });
     // Header fetches (a client listing a mailbox) read the stored header blocks in one
@@ -163,7 +158,9 @@ pub fn run(
         MessageDataItemName::Body
         | MessageDataItemName::BodyStructure
         | MessageDataItemName::Rfc822
-        | MessageDataItemName::Rfc822Text => false,
+        | MessageDataItemName::Rfc822Text
+        | MessageDataItemName::Binary { .. }
+        | MessageDataItemName::BinarySize { .. } => false,
         _ => true,
     });
     let mut header_rows: Vec<Option<Vec<u8>>> = if needs_body && header_only {
@@ -177,6 +174,7 @@ pub fn run(
         Vec::new()
     };
     let mut missing = false;
+    let mut unknown_cte = false;
     for (k, &i) in resolved.indexes.iter().enumerate() {
         let m = &sel.messages[i];
         if m.gone {
@@ -319,7 +317,56 @@ pub fn run(
                         }
                     }
                 }
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {}
+                MessageDataItemName::Binary {
+                    section, partial, ..
+                } => {
+                    if let (Some(p), Some(raw)) = (&parsed, &raw) {
+                        let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                        let name = path
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        match binary(p, raw, &path) {
+                            Ok(Some(bytes)) => {
+                                sep(out);
+                                resp::raw(out, &format!("BINARY[{name}]"));
+                                let bytes = match partial {
+                                    Some((origin, length)) => {
+                                        resp::raw(out, &format!("<{origin}>"));
+                                        slice(&bytes, *origin, *length)
+                                    }
+                                    None => bytes,
+                                };
+                                out.push(b' ');
+                                literal8(out, &bytes);
+                            }
+                            Ok(None) => {
+                                sep(out);
+                                resp::raw(out, &format!("BINARY[{name}] NIL"));
+                            }
+                            Err(()) => unknown_cte = true,
+                        }
+                    }
+                }
+                MessageDataItemName::BinarySize { section } => {
+                    if let (Some(p), Some(raw)) = (&parsed, &raw) {
+                        let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                        let name = path
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        match binary(p, raw, &path) {
+                            Ok(Some(bytes)) => {
+                                sep(out);
+                                resp::raw(out, &format!("BINARY.SIZE[{name}] {}", bytes.len()));
+                            }
+                            Ok(None) => {}
+                            Err(()) => unknown_cte = true,
+                        }
+                    }
+                }
             }
         }
         if want_flags && !items.contains(&MessageDataItemName::Flags) {
@@ -328,6 +375,16 @@ pub fn run(
             resp::flag_list(out, sel.flags_of(m));
         }
         out.extend_from_slice(b")\r\n");
+    }
+    if unknown_cte {
+        return core.finish(
+            out,
+            tag,
+            "NO",
+            Some("UNKNOWN-CTE"),
+            "A part has a Content-Transfer-Encoding this server cannot decode",
+            Sync::None,
+        );
     }
     if missing {
         core.finish(
@@ -341,6 +398,90 @@ pub fn run(
     } else {
         core.finish(out, tag, "OK", None, "FETCH completed", Sync::None)
     }
+}
+
+/// The content of a part with its Content-Transfer-Encoding undone (RFC 3516):
+/// `Ok(None)` when there is no such part, `Err` for an encoding we cannot decode. An
+/// empty path is the whole message as stored; multiparts and messages are as stored.
+fn binary(msg: &Message<'_>, raw: &[u8], path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
+    use base64::Engine;
+    use mail_parser::MimeHeaders;
+    if path.is_empty() {
+        return Ok(Some(raw.to_vec()));
+    }
+    let Some(node) = fetch::resolve(msg, path) else {
+        return Ok(None);
+    };
+    let body = node.body();
+    let Some(part) = node.msg.parts.get(node.part) else {
+        return Ok(None);
+    };
+    if matches!(
+        part.body,
+        mail_parser::PartType::Multipart(_) | mail_parser::PartType::Message(_)
+    ) {
+        return Ok(Some(body.to_vec()));
+    }
+    let cte = part
+        .content_transfer_encoding()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "7bit".into());
+    match cte.as_str() {
+        "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
+        "base64" => {
+            let clean: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            let engine = base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+            );
+            engine.decode(clean).map(Some).map_err(|_| ())
+        }
+        "quoted-printable" => Ok(Some(quoted_printable(body))),
+        _ => Err(()),
+    }
+}
+
+/// Undoes quoted-printable (RFC 2045 §6.7): `=XX` octets, `=` line ends removed.
+fn quoted_printable(body: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'=' {
+            if body[i + 1..].starts_with(b"\r\n") {
+                i += 3;
+                continue;
+            }
+            if body[i + 1..].starts_with(b"\n") {
+                i += 2;
+                continue;
+            }
+            if let (Some(h), Some(l)) = (
+                body.get(i + 1).copied().and_then(hex),
+                body.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A literal, or a literal8 (`~{n}`, RFC 3516) when the data holds a NUL.
+fn literal8(out: &mut Vec<u8>, data: &[u8]) {
+    if data.contains(&0) {
+        out.push(b'~');
+    }
+    resp::literal(out, data);
 }
 
 /// Parses a message; raw octets without a header still make a (text/plain) message.
@@ -457,5 +598,34 @@ pub fn section_bytes(
             message_at(p).map(|n| fetch::header_fields(n.header(), &names(list.as_ref()), true))
         }
         Some(Section::Mime(p)) => fetch::resolve(msg, &part_path(p)).map(|n| n.header().to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn binary_undoes_transfer_encodings() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nJ=C3=B6rg=\r\n and =3D\r\n--b\r\n\
+Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n/w==\r\n--b\r\n\
+Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        let msg = parse(raw);
+        assert_eq!(
+            binary(&msg, raw, &[1]).unwrap().unwrap(),
+            "Jörg and =".as_bytes()
+        );
+        assert_eq!(binary(&msg, raw, &[2]).unwrap().unwrap(), [0, 1, 2, 255]);
+        assert!(binary(&msg, raw, &[3]).is_err());
+        assert_eq!(binary(&msg, raw, &[4]).unwrap(), None);
+        assert_eq!(binary(&msg, raw, &[]).unwrap().unwrap(), raw);
+        let mut out = Vec::new();
+        literal8(&mut out, &[0, 1]);
+        assert_eq!(out, b"~{2}\r\n\x00\x01");
+        out.clear();
+        literal8(&mut out, b"ab");
+        assert_eq!(out, b"{2}\r\nab");
     }
 }
