@@ -90,12 +90,35 @@ pub fn run(
     for d in digests.lines() {
         *present.entry(d.to_string()).or_insert(0) += 1;
     }
+    // A bar over the source's bytes (drawn only on a terminal).
+    let total = match kind {
+        Kind::Mbox => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        Kind::Maildir => ["cur", "new"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(path.join(d)).ok())
+            .flatten()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum(),
+    };
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {msg} [{elapsed}, {eta} left]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let maildir_bar = bar.clone();
     let items: Box<dyn Iterator<Item = Result<Item>>> = match kind {
         Kind::Mbox => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             Box::new(
-                mail_parser::mailbox::mbox::MessageIterator::new(BufReader::new(file)).map(|m| {
+                mail_parser::mailbox::mbox::MessageIterator::new(BufReader::new(
+                    bar.wrap_read(file),
+                ))
+                .map(|m| {
                     let m = m.context("reading the mbox")?;
                     let date_secs = m.internal_date();
                     let body = crlf(m.contents());
@@ -115,8 +138,9 @@ pub fn run(
             Box::new(
                 mail_parser::mailbox::maildir::MessageIterator::new(path)
                     .with_context(|| format!("cannot read {}", path.display()))?
-                    .map(|m| {
+                    .map(move |m| {
                         let m = m.context("reading the Maildir")?;
+                        maildir_bar.inc(m.contents().len() as u64);
                         let flags = m
                             .flags()
                             .iter()
@@ -132,12 +156,6 @@ pub fn run(
             )
         }
     };
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} messages read, {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
     let (mut imported, mut skipped) = (0usize, 0usize);
     let mut batch: Vec<ImportedMessage> = Vec::new();
     let mut batch_bytes = 0;
@@ -160,7 +178,6 @@ pub fn run(
     };
     for item in items {
         let item = item?;
-        bar.inc(1);
         let d = admin::digest(&item.body);
         if let Some(n) = present.get_mut(&d)
             && *n > 0

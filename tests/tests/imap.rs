@@ -1021,3 +1021,93 @@ fn create_special_use_gives_a_free_role_and_refuses_the_rest() {
     );
     assert!(out.contains("special-use ok"), "{out}");
 }
+
+const STARTTLS: &str = r#"
+plain = int(sys.argv[4])
+m = imaplib.IMAP4("127.0.0.1", plain)
+caps = m.capabilities
+assert "STARTTLS" in caps and "LOGINDISABLED" in caps and "AUTH=PLAIN" not in caps, caps
+try:
+    m.login(user, pw)
+    raise SystemExit("LOGIN worked in the clear")
+except imaplib.IMAP4.error as e:
+    assert "PRIVACYREQUIRED" in str(e), e
+m.starttls(ssl_context=ctx)
+caps = ok(m.capability())[0].decode().split()
+assert "LOGINDISABLED" not in caps and "STARTTLS" not in caps and "AUTH=PLAIN" in caps, caps
+# AUTHENTICATE PLAIN through the "+" continuation (imaplib sends no initial response).
+typ, data = m.authenticate("PLAIN", lambda _: b"\0" + user.encode() + b"\0" + pw.encode())
+assert typ == "OK", (typ, data)
+ok(m.select("INBOX"))
+m.logout()
+# SASL-IR: the initial response on the command line.
+import base64
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="x")
+f = s.makefile("rb"); f.readline()
+s.sendall(b"x AUTHENTICATE PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()) + b"\r\n")
+line = f.readline()
+assert line.startswith(b"x OK"), line
+print("starttls ok")
+"#;
+
+#[test]
+fn plaintext_imap_offers_starttls_and_refuses_login_before_it() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    setup
+        .cli_ok(
+            &["user", "add", "alice@example.test", "--password-stdin"],
+            Some(&format!("{PW}\n")),
+        )
+        .unwrap();
+    let plain = tests::harness::free_port().unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    let config = config.replacen(
+        "[imap]\n",
+        &format!("[imap]\nlisten = [\"127.0.0.1:{plain}\"]\n"),
+        1,
+    );
+    std::fs::write(&setup.config, config).unwrap();
+    let _server = setup.serve().unwrap();
+    let script = format!("{PRELUDE}{STARTTLS}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+            &plain.to_string(),
+        ],
+    );
+    assert!(out.contains("starttls ok"), "{out}");
+}
+
+const QUOTA: &str = r#"
+m = connect()
+msg = b"Subject: big\r\n\r\n" + b"x" * 1484
+assert len(msg) == 1500
+typ, data = m.append("INBOX", None, None, msg)
+assert typ == "OK", (typ, data)
+typ, data = m.append("INBOX", None, None, msg)
+assert typ == "NO" and b"OVERQUOTA" in data[0], (typ, data)
+typ, data = m.getquotaroot("INBOX")
+assert typ == "OK" and data == [[b'"INBOX" ""'], [b'"" (STORAGE 2 2)']], data
+print("quota ok")
+"#;
+
+#[test]
+fn append_over_the_account_quota_gets_overquota() {
+    let (setup, _server) = setup();
+    setup
+        .cli_ok(&["user", "quota", "alice@example.test", "2K"], None)
+        .unwrap();
+    let script = format!("{PRELUDE}{QUOTA}");
+    let out = run(
+        &script,
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("quota ok"), "{out}");
+}
