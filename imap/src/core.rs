@@ -473,6 +473,29 @@ impl Core {
         }
     }
 
+    /// The logged-in account's mailbox a command names. `Err` carries the reply,
+    /// already written: BAD for a name that does not decode, NO with `missing`
+    /// (NONEXISTENT, or TRYCREATE for APPEND/COPY/MOVE targets) when there is none.
+    pub(crate) fn named_mailbox(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        mailbox: &ImapMailbox<'_>,
+        missing: &str,
+    ) -> Result<store::Mailbox, Next> {
+        let Some(account) = self.account.as_ref().map(|a| a.id) else {
+            return Err(self.bad(out, tag, "Not logged in"));
+        };
+        let name = mailbox_name(mailbox).map_err(|e| self.bad(out, tag, &e))?;
+        match self.store.mailbox(account, &name) {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) | Err(store::Error::Invalid(_)) => {
+                Err(self.no(out, tag, Some(missing), "No such mailbox"))
+            }
+            Err(e) => Err(self.store_failed(out, tag, &e)),
+        }
+    }
+
     /// SELECT/EXAMINE (CONDSTORE) enables CONDSTORE (RFC 7162 §3.1).
     fn enable_condstore_for(&mut self, parameters: &[imap_types::command::SelectParameter]) {
         if parameters

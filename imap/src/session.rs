@@ -102,6 +102,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Work for the core, run on a blocking thread.
+type Job = Box<dyn FnOnce(&mut Core, &mut Vec<u8>) -> Next + Send>;
+
 /// What one decoded input is.
 enum Input {
     Command(imap_codec::imap_types::command::Command<'static>),
@@ -334,56 +337,25 @@ impl net::Session for Session {
             if !self.frag.is_message_complete() {
                 continue;
             }
-            let next = match self.decode() {
+            let job: Job = match self.decode() {
                 Input::Bad(out) => {
                     reply.extend(out);
-                    Next::Continue
+                    continue;
                 }
-                Input::Command(cmd) => {
-                    let Some((out, next)) = self.run(move |core, out| core.execute(cmd, out)).await
-                    else {
-                        reply.extend_from_slice(b"* BYE Internal error\r\n");
-                        return Output::close(reply);
-                    };
-                    reply.extend(out);
-                    next
-                }
+                Input::Command(cmd) => Box::new(move |core, out| core.execute(cmd, out)),
                 Input::CreateUse(cmd, uses) => {
-                    let Some((out, next)) = self
-                        .run(move |core, out| op::create::with_use(core, cmd, &uses, out))
-                        .await
-                    else {
-                        reply.extend_from_slice(b"* BYE Internal error\r\n");
-                        return Output::close(reply);
-                    };
-                    reply.extend(out);
-                    next
+                    Box::new(move |core, out| op::create::with_use(core, cmd, &uses, out))
                 }
-                Input::AuthData(tag, data) => {
-                    let Some((out, next)) = self
-                        .run(move |core, out| {
-                            op::authenticate::data(core, &tag, data.as_deref(), out)
-                        })
-                        .await
-                    else {
-                        reply.extend_from_slice(b"* BYE Internal error\r\n");
-                        return Output::close(reply);
-                    };
-                    reply.extend(out);
-                    next
-                }
-                Input::IdleDone(tag) => {
-                    let Some((out, next)) = self
-                        .run(move |core, out| op::idle::done(core, &tag, out))
-                        .await
-                    else {
-                        reply.extend_from_slice(b"* BYE Internal error\r\n");
-                        return Output::close(reply);
-                    };
-                    reply.extend(out);
-                    next
-                }
+                Input::AuthData(tag, data) => Box::new(move |core, out| {
+                    op::authenticate::data(core, &tag, data.as_deref(), out)
+                }),
+                Input::IdleDone(tag) => Box::new(move |core, out| op::idle::done(core, &tag, out)),
             };
+            let Some((out, next)) = self.run(job).await else {
+                reply.extend_from_slice(b"* BYE Internal error\r\n");
+                return Output::close(reply);
+            };
+            reply.extend(out);
             match next {
                 Next::Continue => {}
                 Next::Close => return Output::close(reply),

@@ -3,3 +3,4 @@
 #![forbid(unsafe_code)]
 pub mod dns;
 pub mod harness;
+pub mod imap;

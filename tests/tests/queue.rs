@@ -95,6 +95,21 @@ fn send(port: u16, mode: &str, to: &str, msgid: &str, options: &str) -> (bool, S
     (out.status.success(), text)
 }
 
+/// Sends like [`send`] and fails unless every recipient was accepted.
+fn send_ok(port: u16, mode: &str, to: &str, msgid: &str) {
+    let (ok, out) = send(port, mode, to, msgid, "");
+    assert!(ok && out.contains("refused: {}"), "{out}");
+}
+
+/// `[dns]` and a `[queue]` that reaches the remote MX on `mx_port` and retries fast,
+/// with `extra` lines.
+fn fast_queue(dns: &TestDns, mx_port: u16, extra: &str) -> String {
+    format!(
+        "{}[queue]\nmx_port = {mx_port}\nretry_first_seconds = 1\nretry_max_seconds = 2\ntimeout_seconds = 10\n{extra}",
+        dns_section(dns)
+    )
+}
+
 /// Polls `postern mail list` until `pred` holds on it (or fails after `secs`).
 fn wait_mail(setup: &Setup, email: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -241,33 +256,25 @@ fn submitted_mail_reaches_a_remote_postern_by_mx_signed_for_two_verifiers() {
         .collect();
     assert_eq!(dkim.len(), 2, "{records}");
     let dns = TestDns::start(&zones(&dkim)).unwrap();
-    a.write_config(&format!(
-        "{}[queue]\nmx_port = {}\nretry_first_seconds = 1\nretry_max_seconds = 2\ntimeout_seconds = 10\n",
-        dns_section(&dns),
-        b.ports.smtp.port()
-    ))
-    .unwrap();
+    a.write_config(&fast_queue(&dns, b.ports.smtp.port(), ""))
+        .unwrap();
     b.write_config(&dns_section(&dns)).unwrap();
     let mut server_a = a.serve().unwrap();
     let mut server_b = b.serve().unwrap();
 
     // A local and a remote recipient over 587 (STARTTLS), a remote one over 465.
-    let (ok, out) = send(
+    send_ok(
         a.ports.submission.port(),
         "starttls",
         "bob@example.test,carol@remote.test",
         "one@example.test",
-        "",
     );
-    assert!(ok && out.contains("refused: {}"), "{out}");
-    let (ok, out) = send(
+    send_ok(
         a.ports.submissions.port(),
         "ssl",
         "carol@remote.test",
         "two@example.test",
-        "",
     );
-    assert!(ok && out.contains("refused: {}"), "{out}");
     wait_mail(&a, "bob@example.test", 10, |l| l.contains("queue test one"));
     let list = wait_mail(&b, "carol@remote.test", 20, |l| {
         l.contains("queue test one") && l.contains("queue test two")
@@ -678,11 +685,7 @@ fn the_queue_retries_until_the_mx_returns_and_sigkill_loses_and_repeats_nothing(
     let dns = TestDns::start(&zones(&[])).unwrap();
     let mut a = Setup::quickstart("admin@example.test", "").unwrap();
     add_user(&a, "alice@example.test", ALICE_PW);
-    a.write_config(&format!(
-        "{}[queue]\nmx_port = {rx_port}\nretry_first_seconds = 1\nretry_max_seconds = 2\ntimeout_seconds = 10\n",
-        dns_section(&dns)
-    ))
-    .unwrap();
+    a.write_config(&fast_queue(&dns, rx_port, "")).unwrap();
     let rx_dir = a.dir.path().join("received");
     std::fs::create_dir_all(&rx_dir).unwrap();
     let mut server = a.serve().unwrap();
@@ -928,34 +931,26 @@ fn mta_sts_policies_are_fetched_cached_and_enforced() {
     add_user(&b, "carol@remote.test", "Carol-Pass-1");
     b.cli_ok(&["domain", "add", "other.test"], None).unwrap();
     add_user(&b, "dave@other.test", "Dave-Pass-1");
-    let a_config = format!(
-        "{}[queue]\nmx_port = {}\nretry_first_seconds = 1\nretry_max_seconds = 2\ntimeout_seconds = 10\nca_file = \"{}\"\n",
-        dns_section(&dns),
-        b.ports.smtp.port(),
-        dir.join("ca.pem").display()
-    );
-    a.write_config(&a_config).unwrap();
+    let ca_file = format!("ca_file = \"{}\"\n", dir.join("ca.pem").display());
+    a.write_config(&fast_queue(&dns, b.ports.smtp.port(), &ca_file))
+        .unwrap();
     // B starts with quickstart's self-signed certificate.
     b.write_config(&dns_section(&dns)).unwrap();
     let mut server_a = a.serve().unwrap();
     let mut server_b = b.serve().unwrap();
 
-    let (ok, out) = send(
+    send_ok(
         a.ports.submission.port(),
         "starttls",
         "carol@remote.test",
         "sts-one@example.test",
-        "",
     );
-    assert!(ok && out.contains("refused: {}"), "{out}");
-    let (ok, out) = send(
+    send_ok(
         a.ports.submission.port(),
         "starttls",
         "dave@other.test",
         "sts-two@example.test",
-        "",
     );
-    assert!(ok && out.contains("refused: {}"), "{out}");
     // Several attempts (retries after 1 s, then every 2 s), none delivered.
     std::thread::sleep(Duration::from_secs(6));
     let list = a.cli_ok(&["queue", "list"], None).unwrap();

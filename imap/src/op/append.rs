@@ -8,7 +8,7 @@ use imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_types::flag::Flag;
 use imap_types::mailbox::Mailbox as ImapMailbox;
 
-use crate::core::{Core, Next, mailbox_name};
+use crate::core::{Core, Next};
 
 /// Appends the message to the mailbox.
 pub fn run(
@@ -20,13 +20,6 @@ pub fn run(
     message: LiteralOrLiteral8<'_>,
     out: &mut Vec<u8>,
 ) -> Next {
-    let Some(account) = core.account().cloned() else {
-        return core.bad(out, tag, "Not logged in");
-    };
-    let name = match mailbox_name(mailbox) {
-        Ok(n) => n,
-        Err(e) => return core.bad(out, tag, &e),
-    };
     let body: &[u8] = match &message {
         LiteralOrLiteral8::Literal(l) => l.as_ref(),
         LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
@@ -42,12 +35,9 @@ pub fn run(
             "The message is larger than APPENDLIMIT",
         );
     }
-    let mbox = match core.store.mailbox(account.id, &name) {
-        Ok(Some(m)) => m,
-        Ok(None) | Err(store::Error::Invalid(_)) => {
-            return core.no(out, tag, Some("TRYCREATE"), "No such mailbox");
-        }
-        Err(e) => return core.store_failed(out, tag, &e),
+    let mbox = match core.named_mailbox(out, tag, mailbox, "TRYCREATE") {
+        Ok(m) => m,
+        Err(next) => return next,
     };
     let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     let internal_date = date.map_or_else(SystemTime::now, |d| SystemTime::from(*d.as_ref()));

@@ -4,7 +4,7 @@
 use imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_types::sequence::SequenceSet;
 
-use crate::core::{Core, Next, mailbox_name};
+use crate::core::{Core, Next};
 use crate::line;
 
 /// Copies or moves the messages to `mailbox`.
@@ -18,12 +18,9 @@ pub fn run(
     out: &mut Vec<u8>,
 ) -> Next {
     let verb = if moving { "MOVE" } else { "COPY" };
-    let Some(account) = core.account().cloned() else {
-        return core.bad(out, tag, "Not logged in");
-    };
-    let name = match mailbox_name(mailbox) {
-        Ok(n) => n,
-        Err(e) => return core.bad(out, tag, &e),
+    let target = match core.named_mailbox(out, tag, mailbox, "TRYCREATE") {
+        Ok(m) => m,
+        Err(next) => return next,
     };
     let store = core.store.clone();
     let Some(sel) = core.selected.as_ref() else {
@@ -49,13 +46,6 @@ pub fn run(
         .map(|m| m.uid)
         .collect();
     let source = sel.id;
-    let target = match store.mailbox(account.id, &name) {
-        Ok(Some(m)) => m,
-        Ok(None) | Err(store::Error::Invalid(_)) => {
-            return core.no(out, tag, Some("TRYCREATE"), "No such mailbox");
-        }
-        Err(e) => return core.store_failed(out, tag, &e),
-    };
     if uids.is_empty() {
         return core.ok(
             out,

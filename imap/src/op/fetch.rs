@@ -321,12 +321,7 @@ pub fn run(
                     section, partial, ..
                 } => {
                     if let (Some(p), Some(raw)) = (&parsed, &raw) {
-                        let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                        let name = path
-                            .iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(".");
+                        let (path, name) = binary_section(section);
                         match binary(p, raw, &path) {
                             Ok(Some(bytes)) => {
                                 sep(out);
@@ -351,12 +346,7 @@ pub fn run(
                 }
                 MessageDataItemName::BinarySize { section } => {
                     if let (Some(p), Some(raw)) = (&parsed, &raw) {
-                        let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-                        let name = path
-                            .iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(".");
+                        let (path, name) = binary_section(section);
                         match binary(p, raw, &path) {
                             Ok(Some(bytes)) => {
                                 sep(out);
@@ -474,6 +464,17 @@ fn quoted_printable(body: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// A BINARY section's part numbers, and how the response names them (`1.2`).
+fn binary_section(section: &[NonZeroU32]) -> (Vec<u32>, String) {
+    let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+    let name = path
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    (path, name)
 }
 
 /// A literal, or a literal8 (`~{n}`, RFC 3516) when the data holds a NUL.

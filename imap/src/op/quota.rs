@@ -3,7 +3,7 @@
 
 use imap_types::mailbox::Mailbox as ImapMailbox;
 
-use crate::core::{Core, Next, mailbox_name};
+use crate::core::{Core, Next};
 use crate::{line, resp, utf7};
 
 fn quota_line(account: &store::Account, out: &mut Vec<u8>) {
@@ -43,19 +43,12 @@ pub fn get_quota_root(
     let Some(account) = fresh_account(core) else {
         return core.no(out, tag, Some("SERVERBUG"), "The account could not be read");
     };
-    let name = match mailbox_name(mailbox) {
-        Ok(n) => n,
-        Err(e) => return core.bad(out, tag, &e),
+    let mbox = match core.named_mailbox(out, tag, mailbox, "NONEXISTENT") {
+        Ok(m) => m,
+        Err(next) => return next,
     };
-    match core.store.mailbox(account.id, &name) {
-        Ok(Some(_)) => {}
-        Ok(None) | Err(store::Error::Invalid(_)) => {
-            return core.no(out, tag, Some("NONEXISTENT"), "No such mailbox");
-        }
-        Err(e) => return core.store_failed(out, tag, &e),
-    }
     out.extend_from_slice(b"* QUOTAROOT ");
-    resp::string(out, utf7::encode(&name).as_bytes());
+    resp::string(out, utf7::encode(&mbox.name).as_bytes());
     if account.quota_bytes > 0 {
         out.extend_from_slice(b" \"\"\r\n");
         quota_line(&account, out);

@@ -4,7 +4,7 @@
 use imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_types::sequence::SequenceSet;
 
-use crate::core::{Core, Next, Sync, mailbox_name};
+use crate::core::{Core, Next, Sync};
 use crate::selected::Selected;
 use crate::{line, resp};
 
@@ -39,19 +39,9 @@ pub fn select(
         line!(out, "* OK [CLOSED] Previous mailbox closed");
     }
     let verb = if read_only { "EXAMINE" } else { "SELECT" };
-    let Some(account) = core.account().cloned() else {
-        return core.bad(out, tag, "Not logged in");
-    };
-    let name = match mailbox_name(mailbox) {
-        Ok(n) => n,
-        Err(e) => return core.bad(out, tag, &e),
-    };
-    let mbox = match core.store.mailbox(account.id, &name) {
-        Ok(Some(m)) => m,
-        Ok(None) | Err(store::Error::Invalid(_)) => {
-            return core.no(out, tag, Some("NONEXISTENT"), "No such mailbox");
-        }
-        Err(e) => return core.store_failed(out, tag, &e),
+    let mbox = match core.named_mailbox(out, tag, mailbox, "NONEXISTENT") {
+        Ok(m) => m,
+        Err(next) => return next,
     };
     let sel = match Selected::open(&core.store, &mbox, read_only) {
         Ok(s) => s,

@@ -4,7 +4,7 @@
 use imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_types::status::StatusDataItemName;
 
-use crate::core::{Core, Next, mailbox_name};
+use crate::core::{Core, Next};
 use crate::{resp, utf7};
 
 /// `* STATUS name (item value ...)` then OK.
@@ -15,19 +15,9 @@ pub fn run(
     items: &[StatusDataItemName],
     out: &mut Vec<u8>,
 ) -> Next {
-    let Some(account) = core.account().cloned() else {
-        return core.bad(out, tag, "Not logged in");
-    };
-    let name = match mailbox_name(mailbox) {
-        Ok(n) => n,
-        Err(e) => return core.bad(out, tag, &e),
-    };
-    let mbox = match core.store.mailbox(account.id, &name) {
-        Ok(Some(m)) => m,
-        Ok(None) | Err(store::Error::Invalid(_)) => {
-            return core.no(out, tag, Some("NONEXISTENT"), "No such mailbox");
-        }
-        Err(e) => return core.store_failed(out, tag, &e),
+    let mbox = match core.named_mailbox(out, tag, mailbox, "NONEXISTENT") {
+        Ok(m) => m,
+        Err(next) => return next,
     };
     let metas = match core.store.messages(mbox.id) {
         Ok(m) => m,

@@ -2,7 +2,7 @@
 
 use imap_types::mailbox::Mailbox as ImapMailbox;
 
-use crate::core::{Core, Next, mailbox_name};
+use crate::core::{Core, Next};
 
 /// Sets the mailbox's subscription.
 pub fn run(
@@ -17,21 +17,12 @@ pub fn run(
     } else {
         "UNSUBSCRIBE"
     };
-    let Some(account) = core.account().cloned() else {
-        return core.bad(out, tag, "Not logged in");
+    let mbox = match core.named_mailbox(out, tag, mailbox, "NONEXISTENT") {
+        Ok(m) => m,
+        Err(next) => return next,
     };
-    let name = match mailbox_name(mailbox) {
-        Ok(n) => n,
-        Err(e) => return core.bad(out, tag, &e),
-    };
-    match core.store.mailbox(account.id, &name) {
-        Ok(Some(m)) => match core.store.set_subscribed(m.id, subscribe) {
-            Ok(()) => core.ok(out, tag, None, &format!("{verb} completed")),
-            Err(e) => core.store_failed(out, tag, &e),
-        },
-        Ok(None) | Err(store::Error::Invalid(_)) => {
-            core.no(out, tag, Some("NONEXISTENT"), "No such mailbox")
-        }
+    match core.store.set_subscribed(mbox.id, subscribe) {
+        Ok(()) => core.ok(out, tag, None, &format!("{verb} completed")),
         Err(e) => core.store_failed(out, tag, &e),
     }
 }
