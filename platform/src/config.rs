@@ -31,6 +31,8 @@ pub struct Config {
     pub imap: imap::Config,
     /// ManageSieve (managing filters).
     pub managesieve: sieve::Config,
+    /// Sieve filters at delivery: limits on scripts and what they may do.
+    pub sieve: sieve::SieveConfig,
     /// DNS lookups.
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
@@ -54,6 +56,7 @@ impl Default for Config {
             submission: Default::default(),
             imap: Default::default(),
             managesieve: Default::default(),
+            sieve: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
             queue: Default::default(),
@@ -207,6 +210,8 @@ mod tests {
             "listen_tls",
             "[imap]",
             "[managesieve]",
+            "[sieve]",
+            "max_script_bytes",
             "[dns]",
             "nameservers",
             "timeout_seconds",

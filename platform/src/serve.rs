@@ -139,7 +139,9 @@ async fn serve(config: Config) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("the outbound queue: {e}"))?;
     let queue_task = tokio::spawn(queue.clone().run(stop_queue.clone().cancelled_owned()));
+    let sieve = Arc::new(sieve::Engine::new(&config.sieve, &config.hostname));
     let smtp_context = Arc::new(smtp::session::Context {
+        sieve: sieve.clone(),
         hostname: config.hostname.clone(),
         config: config.smtp.clone(),
         store: store.clone(),
@@ -175,7 +177,11 @@ async fn serve(config: Config) -> Result<()> {
         auth.clone(),
         &config.imap,
     ));
-    let managesieve = Arc::new(sieve::managesieve::ManageSieve);
+    let managesieve = Arc::new(sieve::managesieve::ManageSieve::new(
+        store.clone(),
+        auth.clone(),
+        sieve,
+    ));
     for (name, service, mode, addr, listener) in bound {
         match service {
             Service::Mx => driver.serve(listener, name, mode, mx.clone()),

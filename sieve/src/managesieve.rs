@@ -31,8 +31,28 @@ impl Default for Config {
 const MAX_LINE: usize = 8 * 1024;
 
 /// The ManageSieve protocol for the network driver.
-#[derive(Debug, Clone, Default)]
-pub struct ManageSieve;
+#[derive(Debug, Clone)]
+pub struct ManageSieve {
+    store: std::sync::Arc<store::Store>,
+    auth: std::sync::Arc<store::login::Authenticator>,
+    engine: std::sync::Arc<crate::Engine>,
+}
+
+impl ManageSieve {
+    /// The protocol, with the store holding the scripts, the login checker (limiter and
+    /// activity log) and the engine that checks scripts.
+    pub fn new(
+        store: std::sync::Arc<store::Store>,
+        auth: std::sync::Arc<store::login::Authenticator>,
+        engine: std::sync::Arc<crate::Engine>,
+    ) -> ManageSieve {
+        ManageSieve {
+            store,
+            auth,
+            engine,
+        }
+    }
+}
 
 impl net::Protocol for ManageSieve {
     type Session = Session;

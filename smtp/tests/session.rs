@@ -49,6 +49,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         milter: None,
         queue: None,
         limits: Default::default(),
+        sieve: Arc::new(sieve::Engine::new(&Default::default(), "mx.example.test")),
     });
     Fixture {
         _dir: dir,

@@ -370,6 +370,7 @@ impl Store {
             let id = account_id(txn, &email)?;
             txn.open_table(ACCOUNT_EMAILS)?.remove(email.as_str())?;
             txn.open_table(ACCOUNTS)?.remove(id)?;
+            crate::sieve::remove_account(txn, id)?;
             let mut blobs = Vec::new();
             for mailbox in mailbox::account_mailbox_ids(txn, id)? {
                 blobs.extend(mailbox::remove_mailbox(txn, mailbox)?.blobs);

@@ -24,6 +24,7 @@ pub mod login;
 mod mailbox;
 mod message;
 mod queue;
+mod sieve;
 mod sts;
 
 use std::fs;
@@ -48,6 +49,7 @@ pub use keys::DkimKey;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
 pub use message::{MessageMeta, header_block, normalize_flags};
 pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
+pub use sieve::SieveScript;
 pub use sts::StsPolicy;
 
 /// Identifies an account; allocated from a counter, never reused.
@@ -127,6 +129,9 @@ pub enum Error {
         /// The newest version this build supports.
         supported: u64,
     },
+    /// The thing cannot be removed while it is in use; the text says what.
+    #[error("{0}")]
+    InUse(String),
     /// Another process (or another `Store` in this one) has the index open.
     #[error("the store in {} is in use by another process", .0.display())]
     Locked(PathBuf),
@@ -198,6 +203,14 @@ pub(crate) mod tables {
     pub const HEADERS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("headers");
     /// Remote domain (lower case) -> JSON [`crate::StsPolicy`], the MTA-STS policy cache.
     pub const MTA_STS: TableDefinition<&str, &[u8]> = TableDefinition::new("mta_sts");
+    /// (account id, script name) -> the Sieve script's text (RFC 5804 scripts).
+    pub const SIEVE_SCRIPTS: TableDefinition<(u64, &str), &[u8]> =
+        TableDefinition::new("sieve_scripts");
+    /// Account id -> the name of its active Sieve script.
+    pub const SIEVE_ACTIVE: TableDefinition<u64, &str> = TableDefinition::new("sieve_active");
+    /// (account id, id) -> unix milliseconds when it expires: the vacation replies sent
+    /// (RFC 5230 §4.2) and the `duplicate` ids (RFC 7352) of the account's scripts.
+    pub const SIEVE_SEEN: TableDefinition<(u64, &str), u64> = TableDefinition::new("sieve_seen");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -357,6 +370,9 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::MTA_STS)?;
     txn.open_table(tables::CHANGES)?;
     txn.open_table(tables::HEADERS)?;
+    txn.open_table(tables::SIEVE_SCRIPTS)?;
+    txn.open_table(tables::SIEVE_ACTIVE)?;
+    txn.open_table(tables::SIEVE_SEEN)?;
     txn.commit()?;
     Ok(())
 }

@@ -66,6 +66,8 @@ pub struct Context {
     pub queue: Option<std::sync::Arc<crate::queue::Queue>>,
     /// Submission's sending limits.
     pub limits: Limits,
+    /// Runs the recipients' Sieve scripts at delivery.
+    pub sieve: Arc<sieve::Engine>,
 }
 
 /// How much mail an account, and a client IP, may submit (`[submission]`
