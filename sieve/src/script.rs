@@ -159,14 +159,20 @@ impl Engine {
                 max: self.config.max_script_bytes,
             });
         }
-        let script = self
-            .compiler
-            .compile(text.as_bytes())
-            .map_err(|e| CheckError::Syntax {
+        let script = self.compiler.compile(text.as_bytes()).map_err(|e| {
+            // sieve-rs's text ends with the position, which the error names itself.
+            let text = e.to_string();
+            let message = text
+                .rsplit_once(" at line ")
+                .map_or(text.as_str(), |(m, _)| m)
+                .trim_end_matches('.')
+                .to_string();
+            CheckError::Syntax {
                 line: e.line_num(),
                 column: e.line_pos(),
-                message: e.to_string(),
-            })?;
+                message,
+            }
+        })?;
         let script = Arc::new(script);
         self.check_requires(&script)?;
         Ok(script)
