@@ -48,3 +48,30 @@ pub fn from_addresses(message: &[u8]) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The DKIM-Signature header fields for `message`, one per active key of the domain of
+/// its first From: address, and how many keys there were (0: unsigned).
+pub fn dkim_signatures(store: &Store, message: &[u8]) -> Result<(String, usize), String> {
+    let Some(domain) = from_addresses(message)
+        .first()
+        .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()))
+    else {
+        return Err("no From: address".into());
+    };
+    let keys: Vec<dkim::sign::SigningKey> = store
+        .dkim_keys(&domain)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|k| k.active)
+        .filter_map(|k| {
+            Some(dkim::sign::SigningKey {
+                algorithm: dkim::keys::Algorithm::from_key_type(&k.algorithm)?,
+                domain: k.domain,
+                selector: k.selector,
+                private_key_pem: k.private_key_pem,
+            })
+        })
+        .collect();
+    let signatures = dkim::sign::sign(message, &keys).map_err(|e| e.to_string())?;
+    Ok((signatures, keys.len()))
+}

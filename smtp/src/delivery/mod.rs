@@ -3,12 +3,17 @@
 //! fsyncs each body and commit, so a `250` sent after [`deliver`] returns means the
 //! message is on disk.
 //!
-//! Sieve (a later issue) hooks in at [`deliver`]: the per-account target mailbox is
-//! chosen in one place, [`target_role`].
+//! Each account's active Sieve script decides where its copy goes ([`sieve`]): the
+//! script runs in the `sieve` crate, which returns actions; they are applied here.
 
 use std::time::SystemTime;
 
 use store::{AccountId, Role, Store};
+
+mod notice;
+pub mod sieve;
+
+pub use self::sieve::{Incoming, Recipient, deliver};
 
 /// Where a recipient address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +39,9 @@ pub enum Error {
     /// An account has no mailbox for the role (a damaged store).
     #[error("account {0} has no INBOX")]
     NoMailbox(String),
+    /// A message could not be DKIM-signed.
+    #[error("signing failed: {0}")]
+    Signing(String),
 }
 
 /// Resolves `address` (already syntax-checked) to local accounts.
@@ -113,14 +121,16 @@ fn check_quota(accounts: Vec<(AccountId, String)>, store: &Store) -> Result<Reso
     Ok(Resolution::Local(accounts))
 }
 
-/// The mailbox role a message goes to for one account (INBOX; Sieve will decide here).
+/// The mailbox role a message kept without a Sieve decision goes to: Junk for spam
+/// (SpamAssassin's verdict or a DMARC quarantine), INBOX otherwise.
 pub fn target_role(spam: bool) -> Role {
     if spam { Role::Junk } else { Role::Inbox }
 }
 
-/// Stores `message` in each account's target mailbox. Every body and index commit is
-/// fsynced before this returns.
-pub fn deliver(
+/// Stores `message` in each account's INBOX (or Junk) with no Sieve script run: for
+/// reports Postern itself writes. Every body and index commit is fsynced before this
+/// returns.
+pub fn deliver_plain(
     store: &Store,
     accounts: &[AccountId],
     message: &[u8],
@@ -128,14 +138,22 @@ pub fn deliver(
 ) -> Result<(), Error> {
     let now = SystemTime::now();
     for account in accounts {
-        let role = target_role(spam);
-        let mailbox = match store.mailbox_by_role(*account, role)? {
-            Some(m) => m,
-            None => store
-                .mailbox_by_role(*account, Role::Inbox)?
-                .ok_or_else(|| Error::NoMailbox(account.to_string()))?,
-        };
+        let mailbox = role_mailbox(store, *account, target_role(spam))?;
         store.append(mailbox.id, message, &[], now)?;
     }
     Ok(())
+}
+
+/// The account's mailbox with `role`, or its INBOX if it has none.
+pub(crate) fn role_mailbox(
+    store: &Store,
+    account: AccountId,
+    role: Role,
+) -> Result<store::Mailbox, Error> {
+    match store.mailbox_by_role(account, role)? {
+        Some(m) => Ok(m),
+        None => store
+            .mailbox_by_role(account, Role::Inbox)?
+            .ok_or_else(|| Error::NoMailbox(account.to_string())),
+    }
 }

@@ -487,7 +487,7 @@ impl Queue {
                     let ids: Vec<_> = accounts.into_iter().map(|(id, _)| id).collect();
                     let trace = received(&hostname);
                     let full = [trace.into_bytes(), report].concat();
-                    crate::delivery::deliver(&store, &ids, &full, false)
+                    crate::delivery::deliver_plain(&store, &ids, &full, false)
                         .map_err(|e| e.to_string())?;
                     Ok(false)
                 }

@@ -124,6 +124,7 @@ impl Session {
         // The MX: SPF, DKIM, ARC and DMARC, recorded in Authentication-Results (any
         // that claims to be ours is forged and removed first).
         let mut spam = false;
+        let mut verdict = sieve::run::Spam::Unknown;
         let mut auth_results = String::new();
         let mut body = std::mem::take(&mut txn.body);
         if self.mode == super::Mode::Mx
@@ -169,6 +170,7 @@ impl Session {
         {
             match self.scan(milter, *fail_open, &txn, &id, message).await {
                 Scanned::Deliver(scanned, flagged) => {
+                    verdict = spam_verdict(&scanned, flagged);
                     message = scanned;
                     spam |= flagged;
                 }
@@ -176,7 +178,12 @@ impl Session {
             }
         }
         let store = self.context.store.clone();
-        let accounts = txn.accounts.clone();
+        let engine = self.context.sieve.clone();
+        let hostname = self.context.hostname.clone();
+        let envelope_from = txn.mail_from.clone();
+        let accounts = std::mem::take(&mut txn.accounts);
+        // A script's reject can be the SMTP reply only when nobody else gets the message.
+        let may_refuse = txn.remote.is_empty();
         let outbound = (!txn.remote.is_empty()).then(|| store::NewQueued {
             sender: txn.mail_from.clone(),
             account: self.user.as_ref().map(|u| u.id),
@@ -186,22 +193,48 @@ impl Session {
             env_id: txn.env_id.clone(),
             ret_full: txn.ret_full,
         });
-        // Local copies first, then the queue entry: both durable before the 250.
+        // Local copies first (through each account's Sieve script), then the queue
+        // entry: both durable before the 250.
         let delivered = tokio::task::spawn_blocking(move || {
+            let mut outcome = delivery::sieve::Delivered::Stored { queued: false };
             if !accounts.is_empty() {
-                delivery::deliver(&store, &accounts, &message, spam)?;
+                let incoming = delivery::Incoming {
+                    message: &message,
+                    envelope_from: &envelope_from,
+                    spam: verdict,
+                    junk: spam,
+                    hostname: &hostname,
+                };
+                outcome = delivery::deliver(&store, &engine, &accounts, &incoming, may_refuse)?;
             }
             if let Some(new) = outbound {
                 store.enqueue(new, &message)?;
             }
-            Ok::<_, delivery::Error>(())
+            Ok::<_, delivery::Error>(outcome)
         })
         .await;
         if let Some(queue) = &self.context.queue {
             queue.wake();
         }
         match delivered {
-            Ok(Ok(())) => {
+            Ok(Ok(delivery::sieve::Delivered::Refused(reason))) => {
+                super::Stats::count(&self.context.stats.rejected);
+                tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, "message refused by the recipient's Sieve script");
+                self.log_rejection(Some(&txn.mail_from), "smtp-sieve-reject", reason.clone())
+                    .await;
+                // RFC 5429 §2.1.1: the reason goes in the reply, on one line.
+                let reason: String = reason
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(400)
+                    .collect();
+                reply(
+                    550,
+                    "5.7.1",
+                    &format!("Rejected by the recipient: {reason}"),
+                )
+            }
+            Ok(Ok(delivery::sieve::Delivered::Stored { .. })) => {
                 super::Stats::count(&self.context.stats.accepted);
                 tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, rcpts = txn.recipients.len(), "message accepted");
                 reply(250, "2.0.0", &format!("Message accepted as {id}"))
@@ -356,33 +389,16 @@ async fn check_from(
 /// The DKIM-Signature headers for a submitted message: one per active key of the
 /// domain of its (already checked) From: address.
 async fn sign(store: &std::sync::Arc<store::Store>, message: &[u8]) -> Result<String, String> {
-    let Some(domain) = crate::identity::from_addresses(message)
-        .first()
-        .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()))
-    else {
-        return Err("no From: address".into());
-    };
     let store = store.clone();
     let message = message.to_vec();
     let signed = tokio::task::spawn_blocking(move || {
-        let keys: Vec<dkim::sign::SigningKey> = store
-            .dkim_keys(&domain)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|k| k.active)
-            .filter_map(|k| {
-                Some(dkim::sign::SigningKey {
-                    algorithm: dkim::keys::Algorithm::from_key_type(&k.algorithm)?,
-                    domain: k.domain,
-                    selector: k.selector,
-                    private_key_pem: k.private_key_pem,
-                })
-            })
-            .collect();
-        if keys.is_empty() {
-            tracing::warn!(%domain, "no active DKIM key: the message goes out unsigned");
+        let (signatures, keys) = crate::identity::dkim_signatures(&store, &message)?;
+        if keys == 0 {
+            tracing::warn!(
+                "no active DKIM key for the From: domain: the message goes out unsigned"
+            );
         }
-        dkim::sign::sign(&message, &keys).map_err(|e| e.to_string())
+        Ok(signatures)
     })
     .await;
     signed.map_err(|e| e.to_string())?
@@ -394,6 +410,36 @@ enum Scanned {
     Deliver(Vec<u8>, bool),
     /// Answer this and deliver nothing.
     Reply(Vec<u8>),
+}
+
+/// SpamAssassin's score and threshold from `X-Spam-Status: Yes, score=7.2
+/// required=5.0 ...`, for Sieve's `spamtest`; `flagged` is its verdict.
+fn spam_verdict(message: &[u8], flagged: bool) -> sieve::run::Spam {
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
+        return sieve::run::Spam::Unknown;
+    };
+    let Some(status) = parsed
+        .header_values("X-Spam-Status")
+        .filter_map(|v| v.as_text())
+        .next()
+        .map(str::to_string)
+    else {
+        return sieve::run::Spam::Unknown;
+    };
+    let value = |name: &str| {
+        status
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    match (value("score="), value("required=")) {
+        (Some(score), Some(required)) => sieve::run::Spam::Scanned {
+            score,
+            required,
+            spam: flagged,
+        },
+        _ => sieve::run::Spam::Unknown,
+    }
 }
 
 /// Whether the header block has `X-Spam-Flag: YES` (SpamAssassin's verdict).

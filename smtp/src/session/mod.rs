@@ -201,8 +201,9 @@ struct Transaction {
     smtputf8: bool,
     /// Accepted recipients as given.
     recipients: Vec<String>,
-    /// The local accounts they reach, de-duplicated.
-    accounts: Vec<AccountId>,
+    /// The local accounts they reach, de-duplicated, each with the address that led
+    /// there (Sieve's envelope "to").
+    accounts: Vec<crate::delivery::Recipient>,
     /// Remote recipients for the outbound queue, with their RFC 3461 NOTIFY and ORCPT.
     remote: Vec<store::QueuedRecipient>,
     /// RFC 8689 REQUIRETLS was given.

@@ -42,8 +42,11 @@ impl Session {
                     return reply(503, "5.5.1", "Send MAIL first");
                 };
                 for (id, _) in accounts {
-                    if !txn.accounts.contains(&id) {
-                        txn.accounts.push(id);
+                    if !txn.accounts.iter().any(|r| r.account == id) {
+                        txn.accounts.push(delivery::Recipient {
+                            account: id,
+                            address: to.address.clone(),
+                        });
                     }
                 }
                 txn.recipients.push(to.address);

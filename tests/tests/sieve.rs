@@ -1,0 +1,451 @@
+//! Sieve at delivery, black-box: scripts uploaded over ManageSieve (python, by hand),
+//! mail sent to the MX with python's smtplib, results read over IMAP and with
+//! `postern mail list/show`.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use tests::harness::{Server, Setup};
+use tests::imap::{PRELUDE, run};
+
+const PW: &str = "Sieve-User-1!";
+const USERS: [&str; 3] = [
+    "alice@example.test",
+    "bob@example.test",
+    "carol@example.test",
+];
+
+/// A server with alice, bob and carol, and `extra` TOML.
+fn setup(extra: &str) -> (Setup, Server) {
+    let setup = Setup::quickstart("admin@example.test", extra).unwrap();
+    for user in USERS {
+        setup
+            .cli_ok(
+                &["user", "add", user, "--password-stdin"],
+                Some(&format!("{PW}\n")),
+            )
+            .unwrap();
+    }
+    let server = setup.serve().unwrap();
+    (setup, server)
+}
+
+/// Uploads `script` as `name` for `user` over ManageSieve (STARTTLS, AUTHENTICATE
+/// PLAIN, PUTSCRIPT with a `{N+}` literal) and makes it active.
+fn put_script(setup: &Setup, user: &str, name: &str, script: &str) {
+    const CLIENT: &str = r#"
+import socket, ssl, sys, base64
+port, user, pw, name, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+script = open(path, "rb").read()
+sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+f = sock.makefile("rb")
+def response():
+    lines = []
+    while True:
+        l = f.readline()
+        assert l, lines
+        lines.append(l)
+        if l.startswith((b"OK", b"NO", b"BYE")):
+            return lines
+response()
+sock.sendall(b"STARTTLS\r\n")
+assert response()[-1].startswith(b"OK")
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+sock = ctx.wrap_socket(sock, server_hostname="x")
+f = sock.makefile("rb")
+response()
+token = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode())
+sock.sendall(b'AUTHENTICATE "PLAIN" "' + token + b'"\r\n')
+r = response(); assert r[-1].startswith(b"OK"), r
+sock.sendall(b'PUTSCRIPT "' + name.encode() + b'" {%d+}\r\n' % len(script) + script + b"\r\n")
+r = response(); assert r[-1].startswith(b"OK"), r
+sock.sendall(b'SETACTIVE "' + name.encode() + b'"\r\n')
+r = response(); assert r[-1].startswith(b"OK"), r
+sock.sendall(b"LOGOUT\r\n")
+print("uploaded")
+"#;
+    let path = setup.dir.path().join(format!("{name}.sieve"));
+    std::fs::write(&path, script).unwrap();
+    let out = run(
+        CLIENT,
+        &[
+            &setup.ports.managesieve.port().to_string(),
+            user,
+            PW,
+            name,
+            &path.to_string_lossy(),
+        ],
+    );
+    assert!(out.contains("uploaded"), "{out}");
+}
+
+/// Sends messages to the MX with smtplib: each `(from, to, message)`; prints one
+/// line per message, `OK` or the refusal's code and text.
+fn send(setup: &Setup, messages: &[(&str, &str, &str)]) -> Vec<String> {
+    const SENDER: &str = r#"
+import smtplib, sys, json
+port = int(sys.argv[1])
+for (sender, rcpt, msg) in json.loads(sys.argv[2]):
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+            s.sendmail(sender, rcpt.split(","), msg.encode())
+        print("OK")
+    except smtplib.SMTPDataError as e:
+        print("REFUSED %d %s" % (e.smtp_code, e.smtp_error.decode()))
+"#;
+    let json = format!(
+        "[{}]",
+        messages
+            .iter()
+            .map(|(f, t, m)| format!(
+                "[{}, {}, {}]",
+                quote(f),
+                quote(t),
+                quote(&m.replace('\n', "\r\n"))
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let out = run(SENDER, &[&setup.ports.smtp.port().to_string(), &json]);
+    out.lines()
+        .filter(|l| l.starts_with("OK") || l.starts_with("REFUSED"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `postern mail list` of a user's mailbox.
+fn list(setup: &Setup, user: &str, mailbox: &str) -> String {
+    setup
+        .cli_ok(&["mail", "list", user, "--mailbox", mailbox], None)
+        .unwrap()
+}
+
+/// The number of messages `postern mail list` shows (one line per message after the
+/// header line).
+fn count(setup: &Setup, user: &str, mailbox: &str) -> usize {
+    list(setup, user, mailbox)
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .count()
+}
+
+/// Waits until `user`'s `mailbox` holds `n` messages.
+fn wait_count(setup: &Setup, user: &str, mailbox: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(setup, user, mailbox) != n {
+        assert!(
+            Instant::now() < deadline,
+            "{user} {mailbox} never had {n}:\n{}",
+            list(setup, user, mailbox)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const FILTER: &str = r#"require ["fileinto", "imap4flags", "mailbox", "reject", "envelope", "subaddress"];
+# Lists go to their own folder, made on first use.
+if header :contains "List-Id" "<news.remote.test>" {
+    fileinto :create "Lists/News";
+    stop;
+}
+if header :contains "Subject" "urgent" {
+    addflag "\\Flagged";
+    keep;
+    stop;
+}
+if envelope :is "from" "pest@remote.test" {
+    reject "I do not take mail from you.";
+    stop;
+}
+if envelope :detail "to" "later" {
+    fileinto :flags "$Later" "Archive";
+}
+"#;
+
+const CHECK_IMAP: &str = r#"
+m = connect()
+typ, data = m.list()
+names = b"\n".join(data)
+assert b'"Lists/News"' in names or b"Lists/News" in names, names
+ok(m.select('"Lists/News"'))
+typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT LIST-ID)])")
+text = flat(data)
+assert b"weekly news" in text and b"news.remote.test" in text, text
+ok(m.select("INBOX"))
+typ, data = m.search(None, "FLAGGED")
+flagged = data[0].split()
+assert len(flagged) == 1, data
+typ, data = m.fetch(flagged[0], "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert b"urgent" in flat(data), data
+ok(m.select("Archive"))
+typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+text = flat(data)
+assert b"$Later" in text and b"read later" in text, text
+print("imap ok")
+"#;
+
+#[test]
+fn a_script_files_flags_and_rejects() {
+    let (setup, _server) = setup("[spam]\ndnsbl = []\n");
+    put_script(&setup, "bob@example.test", "filter", FILTER);
+    let replies = send(
+        &setup,
+        &[
+            (
+                "news@remote.test",
+                "bob@example.test",
+                "From: news@remote.test\nTo: bob@example.test\nList-Id: News <news.remote.test>\nSubject: weekly news\n\nnews\n",
+            ),
+            (
+                "ann@remote.test",
+                "bob@example.test",
+                "From: ann@remote.test\nTo: bob@example.test\nSubject: urgent: call me\n\nplease\n",
+            ),
+            (
+                "pest@remote.test",
+                "bob@example.test",
+                "From: pest@remote.test\nTo: bob@example.test\nSubject: buy\n\nnow\n",
+            ),
+            (
+                "ann@remote.test",
+                "bob+later@example.test",
+                "From: ann@remote.test\nTo: bob+later@example.test\nSubject: read later\n\nlong\n",
+            ),
+            (
+                "ann@remote.test",
+                "bob@example.test",
+                "From: ann@remote.test\nTo: bob@example.test\nSubject: plain\n\nhello\n",
+            ),
+        ],
+    );
+    assert_eq!(replies[0], "OK");
+    assert_eq!(replies[1], "OK");
+    // The only recipient rejects: refused in the SMTP reply, with the script's reason.
+    assert!(
+        replies[2].starts_with("REFUSED 550 5.7.1")
+            && replies[2].contains("I do not take mail from you."),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], "OK");
+    assert_eq!(replies[4], "OK");
+    assert_eq!(count(&setup, "bob@example.test", "Lists/News"), 1);
+    assert_eq!(count(&setup, "bob@example.test", "INBOX"), 2);
+    assert_eq!(count(&setup, "bob@example.test", "Archive"), 1);
+    let out = run(
+        &format!("{PRELUDE}{CHECK_IMAP}"),
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "bob@example.test",
+            PW,
+        ],
+    );
+    assert!(out.contains("imap ok"), "{out}");
+
+    // With a second recipient who keeps it, the pest's message is accepted: bob's
+    // copy is refused with a notice to the sender (a local account here).
+    put_script(
+        &setup,
+        "carol@example.test",
+        "reject-all",
+        "require \"reject\";\nreject \"Not today.\";\n",
+    );
+    let replies = send(
+        &setup,
+        &[(
+            "alice@example.test",
+            "bob@example.test,carol@example.test",
+            "From: alice@example.test\nTo: bob@example.test, carol@example.test\nSubject: both\nMessage-ID: <both@example.test>\n\nhi\n",
+        )],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    assert_eq!(count(&setup, "bob@example.test", "INBOX"), 3);
+    assert_eq!(count(&setup, "carol@example.test", "INBOX"), 0);
+    wait_count(&setup, "alice@example.test", "INBOX", 1);
+    let notice = setup
+        .cli_ok(&["mail", "show", "alice@example.test", "1"], None)
+        .unwrap();
+    assert!(notice.contains("Subject: Rejected: both"), "{notice}");
+    assert!(notice.contains("Not today."), "{notice}");
+    assert!(
+        notice.contains("Disposition: automatic-action/MDN-sent-automatically; deleted"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("Final-Recipient: rfc822; carol@example.test"),
+        "{notice}"
+    );
+}
+
+const VACATION: &str = r#"require ["vacation"];
+vacation :days 7 :subject "Away until Monday" "I am away; I will answer when I am back.";
+"#;
+
+#[test]
+fn vacation_answers_once_and_never_automatic_mail() {
+    let (setup, _server) = setup("[spam]\ndnsbl = []\n");
+    put_script(&setup, "bob@example.test", "away", VACATION);
+    let msg = |subject: &str, extra: &str| {
+        format!(
+            "From: Carol <carol@example.test>\nTo: bob@example.test\nSubject: {subject}\nMessage-ID: <{}@example.test>\n{extra}\nhello\n",
+            subject.replace(' ', "-")
+        )
+    };
+    let first = msg("first", "");
+    let replies = send(
+        &setup,
+        &[("carol@example.test", "bob@example.test", &first)],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    wait_count(&setup, "carol@example.test", "INBOX", 1);
+    let reply = setup
+        .cli_ok(&["mail", "show", "carol@example.test", "1"], None)
+        .unwrap();
+    assert!(reply.contains("Subject: Away until Monday"), "{reply}");
+    assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
+    assert!(
+        reply.contains("In-Reply-To: <first@example.test>"),
+        "{reply}"
+    );
+    assert!(reply.contains("I am away"), "{reply}");
+    assert!(
+        reply.contains("From: bob@example.test") || reply.contains("From: <bob@example.test>"),
+        "{reply}"
+    );
+    // Signed with example.test's keys.
+    assert!(
+        reply.contains("DKIM-Signature:") && reply.contains("d=example.test"),
+        "{reply}"
+    );
+
+    let second = msg("second", "");
+    let automatic = msg("robot", "Auto-Submitted: auto-generated\n");
+    let list = msg("list", "List-Id: <chat.example.test>\n");
+    let replies = send(
+        &setup,
+        &[
+            ("carol@example.test", "bob@example.test", &second),
+            ("carol@example.test", "bob@example.test", &automatic),
+            ("carol@example.test", "bob@example.test", &list),
+        ],
+    );
+    assert_eq!(replies, vec!["OK", "OK", "OK"]);
+    // Every message is kept; the sender got one reply only.
+    assert_eq!(count(&setup, "bob@example.test", "INBOX"), 4);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&setup, "carol@example.test", "INBOX"), 1);
+
+    // Another sender gets their own reply; automatic mail from them does not.
+    let from_alice = |subject: &str, extra: &str| {
+        format!("From: alice@example.test\nTo: bob@example.test\nSubject: {subject}\n{extra}\nhi\n")
+    };
+    let auto_alice = from_alice("auto", "Auto-Submitted: auto-generated\n");
+    let list_alice = from_alice("listed", "List-Id: <chat.example.test>\n");
+    let plain_alice = from_alice("plain", "");
+    let replies = send(
+        &setup,
+        &[
+            ("alice@example.test", "bob@example.test", &auto_alice),
+            ("alice@example.test", "bob@example.test", &list_alice),
+            ("alice@example.test", "bob@example.test", &plain_alice),
+        ],
+    );
+    assert_eq!(replies, vec!["OK", "OK", "OK"]);
+    wait_count(&setup, "alice@example.test", "INBOX", 1);
+    let reply = setup
+        .cli_ok(&["mail", "show", "alice@example.test", "1"], None)
+        .unwrap();
+    assert!(reply.contains("Subject: Away until Monday"), "{reply}");
+}
+
+#[test]
+fn a_redirect_loop_stops_and_keeps_the_message() {
+    let (setup, _server) = setup("[spam]\ndnsbl = []\n");
+    put_script(
+        &setup,
+        "alice@example.test",
+        "fwd",
+        "redirect \"bob@example.test\";\n",
+    );
+    put_script(
+        &setup,
+        "bob@example.test",
+        "fwd",
+        "redirect \"alice@example.test\";\n",
+    );
+    let replies = send(
+        &setup,
+        &[(
+            "ann@remote.test",
+            "alice@example.test",
+            "From: ann@remote.test\nTo: alice@example.test\nSubject: round and round\n\nhi\n",
+        )],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    // alice -> bob -> alice: the copy that comes back to alice is kept there.
+    assert_eq!(count(&setup, "alice@example.test", "INBOX"), 1);
+    assert_eq!(count(&setup, "bob@example.test", "INBOX"), 0);
+    let kept = setup
+        .cli_ok(&["mail", "show", "alice@example.test", "1"], None)
+        .unwrap();
+    assert!(kept.contains("Delivered-To: alice@example.test"), "{kept}");
+    assert!(kept.contains("Delivered-To: bob@example.test"), "{kept}");
+    assert!(kept.contains("Subject: round and round"), "{kept}");
+
+    // A plain redirect to a local account delivers there and not here.
+    put_script(&setup, "bob@example.test", "fwd", "keep;\n");
+    let replies = send(
+        &setup,
+        &[(
+            "ann@remote.test",
+            "alice@example.test",
+            "From: ann@remote.test\nTo: alice@example.test\nSubject: for bob\n\nhi\n",
+        )],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    assert_eq!(count(&setup, "alice@example.test", "INBOX"), 1);
+    assert_eq!(count(&setup, "bob@example.test", "INBOX"), 1);
+}
+
+#[test]
+fn a_failing_script_still_delivers_to_inbox() {
+    let (setup, _server) = setup("[spam]\ndnsbl = []\n");
+    // fileinto first, then a runtime error (a missing included script): the message
+    // must end in INBOX, not in Trash.
+    put_script(
+        &setup,
+        "bob@example.test",
+        "broken",
+        "require [\"fileinto\", \"include\"];\nfileinto \"Trash\";\ninclude :personal \"does-not-exist\";\n",
+    );
+    let replies = send(
+        &setup,
+        &[(
+            "ann@remote.test",
+            "bob@example.test",
+            "From: ann@remote.test\nTo: bob@example.test\nSubject: still here\n\nhi\n",
+        )],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    assert_eq!(count(&setup, "bob@example.test", "INBOX"), 1);
+    assert_eq!(count(&setup, "bob@example.test", "Trash"), 0);
+}
