@@ -449,3 +449,190 @@ fn a_failing_script_still_delivers_to_inbox() {
     assert_eq!(count(&setup, "bob@example.test", "INBOX"), 1);
     assert_eq!(count(&setup, "bob@example.test", "Trash"), 0);
 }
+
+/// The sink process, killed when dropped (also when a test fails).
+struct Sink(std::process::Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A minimal remote MX (python, plaintext SMTP) that writes each message it receives
+/// as one JSON line: `{"from", "to", "data"}`. Returns it and its port.
+fn start_sink(dir: &std::path::Path) -> (Sink, u16, std::path::PathBuf) {
+    const SINK: &str = r#"
+import socket, sys, threading, json
+port_file, out = sys.argv[1], sys.argv[2]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0)); srv.listen(16)
+def handle(c):
+    f = c.makefile("rb")
+    def w(s): c.sendall(s.encode() + b"\r\n")
+    w("220 sink.test ESMTP")
+    env = {}
+    while True:
+        l = f.readline()
+        if not l:
+            return
+        cmd = l.decode("utf-8", "replace").strip(); u = cmd.upper()
+        if u.startswith("EHLO") or u.startswith("HELO"):
+            w("250-sink.test"); w("250-8BITMIME"); w("250 SMTPUTF8")
+        elif u.startswith("MAIL FROM:"):
+            env = {"from": cmd[10:].split(" ")[0], "to": []}; w("250 2.1.0 ok")
+        elif u.startswith("RCPT TO:"):
+            env["to"].append(cmd[8:].split(" ")[0]); w("250 2.1.5 ok")
+        elif u == "DATA":
+            w("354 go on"); data = b""
+            while True:
+                l = f.readline()
+                if l in (b".\r\n", b""):
+                    break
+                data += l[1:] if l.startswith(b".") else l
+            env["data"] = data.decode("utf-8", "replace")
+            with open(out, "a") as o:
+                o.write(json.dumps(env) + "\n")
+            w("250 2.0.0 queued")
+        elif u == "QUIT":
+            w("221 2.0.0 bye"); c.close(); return
+        else:
+            w("250 2.0.0 ok")
+open(port_file + ".tmp", "w").write(str(srv.getsockname()[1]))
+import os; os.rename(port_file + ".tmp", port_file)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#;
+    let port_file = dir.join("sink.port");
+    let out = dir.join("sink.jsonl");
+    let child = std::process::Command::new("python3")
+        .args(["-c", SINK])
+        .arg(&port_file)
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Sink(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            break p.trim().parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the sink did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (child, port, out)
+}
+
+/// The messages the sink has received, once there are `n` (fails after 20 s).
+fn sink_messages(out: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "the sink has {lines:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn remote_redirects_and_replies_go_through_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, port, out) = start_sink(dir.path());
+    // The test zones plus remote.test, whose MX is the sink.
+    let mut zones = tests::dns::standard_zones();
+    let test = zones
+        .remove(0)
+        .record("remote 300 IN MX 10 mx.remote.test.")
+        .record("mx.remote 300 IN A 127.0.0.1");
+    zones.insert(0, test);
+    let dns = tests::dns::TestDns::start(&zones).unwrap();
+    let (setup, _server) = setup(&format!(
+        "[spam]\ndnsbl = []\n[dns]\nnameservers = [\"{}\"]\ntimeout_seconds = 1\n[queue]\nmx_port = {port}\nretry_first_seconds = 1\nretry_max_seconds = 2\n",
+        dns.addr()
+    ));
+    put_script(
+        &setup,
+        "alice@example.test",
+        "fwd",
+        "redirect \"friend@remote.test\";\n",
+    );
+    put_script(&setup, "bob@example.test", "away", VACATION);
+    // A vacation :from the account may not use is never sent.
+    put_script(
+        &setup,
+        "carol@example.test",
+        "forged",
+        "require \"vacation\";\nvacation :from \"boss@elsewhere.test\" \"Gone.\";\n",
+    );
+    let remote = "ann@remote.test";
+    let replies = send(
+        &setup,
+        &[
+            (
+                remote,
+                "alice@example.test",
+                "From: ann@remote.test\nTo: alice@example.test\nSubject: from afar\n\nhi\n",
+            ),
+            (
+                "carol@example.test",
+                "alice@example.test",
+                "From: carol@example.test\nTo: alice@example.test\nSubject: from carol\n\nhi\n",
+            ),
+            (
+                remote,
+                "bob@example.test",
+                "From: ann@remote.test\nTo: bob@example.test\nSubject: are you there\nMessage-ID: <q1@remote>\n\nhi\n",
+            ),
+            (
+                remote,
+                "carol@example.test",
+                "From: ann@remote.test\nTo: carol@example.test\nSubject: and you\n\nhi\n",
+            ),
+        ],
+    );
+    assert_eq!(replies, vec!["OK", "OK", "OK", "OK"]);
+    let got = sink_messages(&out, 3);
+    std::thread::sleep(Duration::from_secs(2));
+    let got_later = sink_messages(&out, 3);
+    drop(sink);
+    assert_eq!(got_later.len(), 3, "{got_later:#?}");
+    let find = |needle: &str| {
+        got.iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {got:#?}"))
+            .clone()
+    };
+    // Redirected from a remote sender: the envelope sender is alice (not in ann's
+    // SPF), and the copy says where it came through.
+    let afar = find("from afar");
+    assert!(afar.contains(r#""from": "<alice@example.test>""#), "{afar}");
+    assert!(afar.contains(r#""to": ["<friend@remote.test>"]"#), "{afar}");
+    assert!(afar.contains("Delivered-To: alice@example.test"), "{afar}");
+    // From one of our own domains the sender is kept.
+    let carol = find("from carol");
+    assert!(
+        carol.contains(r#""from": "<carol@example.test>""#),
+        "{carol}"
+    );
+    // The vacation reply: null sender, to the envelope sender, signed.
+    let reply = find("Away until Monday");
+    assert!(reply.contains(r#""from": "<>""#), "{reply}");
+    assert!(reply.contains(r#""to": ["<ann@remote.test>"]"#), "{reply}");
+    assert!(
+        reply.contains("DKIM-Signature:") && reply.contains("d=example.test"),
+        "{reply}"
+    );
+    assert!(reply.contains("In-Reply-To: <q1@remote>"), "{reply}");
+    assert!(!got.iter().any(|l| l.contains("Gone.")), "{got:#?}");
+    // Nothing stayed behind at alice's (redirect without keep).
+    assert_eq!(count(&setup, "alice@example.test", "INBOX"), 0);
+}
