@@ -4,3 +4,4 @@
 pub mod dns;
 pub mod harness;
 pub mod imap;
+pub mod sieve;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tests::harness::{Server, Setup};
 use tests::imap::{PRELUDE, run};
+use tests::sieve::put_script as upload;
 
 const PW: &str = "Sieve-User-1!";
 const USERS: [&str; 3] = [
@@ -28,55 +29,6 @@ fn setup(extra: &str) -> (Setup, Server) {
     }
     let server = setup.serve().unwrap();
     (setup, server)
-}
-
-/// Uploads `script` as `name` for `user` over ManageSieve (STARTTLS, AUTHENTICATE
-/// PLAIN, PUTSCRIPT with a `{N+}` literal) and makes it active.
-fn put_script(setup: &Setup, user: &str, name: &str, script: &str) {
-    const CLIENT: &str = r#"
-import socket, ssl, sys, base64
-port, user, pw, name, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-script = open(path, "rb").read()
-sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-f = sock.makefile("rb")
-def response():
-    lines = []
-    while True:
-        l = f.readline()
-        assert l, lines
-        lines.append(l)
-        if l.startswith((b"OK", b"NO", b"BYE")):
-            return lines
-response()
-sock.sendall(b"STARTTLS\r\n")
-assert response()[-1].startswith(b"OK")
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-sock = ctx.wrap_socket(sock, server_hostname="x")
-f = sock.makefile("rb")
-response()
-token = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode())
-sock.sendall(b'AUTHENTICATE "PLAIN" "' + token + b'"\r\n')
-r = response(); assert r[-1].startswith(b"OK"), r
-sock.sendall(b'PUTSCRIPT "' + name.encode() + b'" {%d+}\r\n' % len(script) + script + b"\r\n")
-r = response(); assert r[-1].startswith(b"OK"), r
-sock.sendall(b'SETACTIVE "' + name.encode() + b'"\r\n')
-r = response(); assert r[-1].startswith(b"OK"), r
-sock.sendall(b"LOGOUT\r\n")
-print("uploaded")
-"#;
-    let path = setup.dir.path().join(format!("{name}.sieve"));
-    std::fs::write(&path, script).unwrap();
-    let out = run(
-        CLIENT,
-        &[
-            &setup.ports.managesieve.port().to_string(),
-            user,
-            PW,
-            name,
-            &path.to_string_lossy(),
-        ],
-    );
-    assert!(out.contains("uploaded"), "{out}");
 }
 
 /// Sends messages to the MX with smtplib: each `(from, to, message)`; prints one
@@ -207,7 +159,7 @@ print("imap ok")
 #[test]
 fn a_script_files_flags_and_rejects() {
     let (setup, _server) = setup("[spam]\ndnsbl = []\n");
-    put_script(&setup, "bob@example.test", "filter", FILTER);
+    upload(&setup, PW, "bob@example.test", "filter", FILTER);
     let replies = send(
         &setup,
         &[
@@ -263,8 +215,9 @@ fn a_script_files_flags_and_rejects() {
 
     // With a second recipient who keeps it, the pest's message is accepted: bob's
     // copy is refused with a notice to the sender (a local account here).
-    put_script(
+    upload(
         &setup,
+        PW,
         "carol@example.test",
         "reject-all",
         "require \"reject\";\nreject \"Not today.\";\n",
@@ -303,7 +256,7 @@ vacation :days 7 :subject "Away until Monday" "I am away; I will answer when I a
 #[test]
 fn vacation_answers_once_and_never_automatic_mail() {
     let (setup, _server) = setup("[spam]\ndnsbl = []\n");
-    put_script(&setup, "bob@example.test", "away", VACATION);
+    upload(&setup, PW, "bob@example.test", "away", VACATION);
     let msg = |subject: &str, extra: &str| {
         format!(
             "From: Carol <carol@example.test>\nTo: bob@example.test\nSubject: {subject}\nMessage-ID: <{}@example.test>\n{extra}\nhello\n",
@@ -380,14 +333,16 @@ fn vacation_answers_once_and_never_automatic_mail() {
 #[test]
 fn a_redirect_loop_stops_and_keeps_the_message() {
     let (setup, _server) = setup("[spam]\ndnsbl = []\n");
-    put_script(
+    upload(
         &setup,
+        PW,
         "alice@example.test",
         "fwd",
         "redirect \"bob@example.test\";\n",
     );
-    put_script(
+    upload(
         &setup,
+        PW,
         "bob@example.test",
         "fwd",
         "redirect \"alice@example.test\";\n",
@@ -412,7 +367,7 @@ fn a_redirect_loop_stops_and_keeps_the_message() {
     assert!(kept.contains("Subject: round and round"), "{kept}");
 
     // A plain redirect to a local account delivers there and not here.
-    put_script(&setup, "bob@example.test", "fwd", "keep;\n");
+    upload(&setup, PW, "bob@example.test", "fwd", "keep;\n");
     let replies = send(
         &setup,
         &[(
@@ -431,8 +386,9 @@ fn a_failing_script_still_delivers_to_inbox() {
     let (setup, _server) = setup("[spam]\ndnsbl = []\n");
     // fileinto first, then a runtime error (a missing included script): the message
     // must end in INBOX, not in Trash.
-    put_script(
+    upload(
         &setup,
+        PW,
         "bob@example.test",
         "broken",
         "require [\"fileinto\", \"include\"];\nfileinto \"Trash\";\ninclude :personal \"does-not-exist\";\n",
@@ -448,6 +404,18 @@ fn a_failing_script_still_delivers_to_inbox() {
     assert_eq!(replies, vec!["OK"]);
     assert_eq!(count(&setup, "bob@example.test", "INBOX"), 1);
     assert_eq!(count(&setup, "bob@example.test", "Trash"), 0);
+    // The failure is in the activity log, naming the account, script and error.
+    let log = setup.cli_ok(&["log"], None).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("sieve-error"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("bob@example.test")
+            && line.contains("broken")
+            && line.contains("does-not-exist"),
+        "{line}"
+    );
 }
 
 /// The sink process, killed when dropped (also when a test fails).
@@ -559,16 +527,18 @@ fn remote_redirects_and_replies_go_through_the_queue() {
         "[spam]\ndnsbl = []\n[dns]\nnameservers = [\"{}\"]\ntimeout_seconds = 1\n[queue]\nmx_port = {port}\nretry_first_seconds = 1\nretry_max_seconds = 2\n",
         dns.addr()
     ));
-    put_script(
+    upload(
         &setup,
+        PW,
         "alice@example.test",
         "fwd",
         "redirect \"friend@remote.test\";\n",
     );
-    put_script(&setup, "bob@example.test", "away", VACATION);
+    upload(&setup, PW, "bob@example.test", "away", VACATION);
     // A vacation :from the account may not use is never sent.
-    put_script(
+    upload(
         &setup,
+        PW,
         "carol@example.test",
         "forged",
         "require \"vacation\";\nvacation :from \"boss@elsewhere.test\" \"Gone.\";\n",

@@ -197,6 +197,37 @@ fn spamassassin_through_the_milter_rejects_or_files_spam_and_passes_ham() {
         )
         .unwrap();
     assert!(flagged.contains("\r\nX-Spam-Flag: YES\r\n"), "{flagged}");
+    // Sieve's spamtest reads SpamAssassin's score (RFC 5235): GTUBE is 10 (100 %),
+    // ham is low; the script files both.
+    tests::sieve::put_script(
+        &setup,
+        "Alice-Pass-1",
+        "alice@example.test",
+        "spam",
+        "require [\"spamtestplus\", \"relational\", \"comparator-i;ascii-numeric\", \"fileinto\", \"mailbox\"];\n\
+         if spamtest :percent :value \"eq\" :comparator \"i;ascii-numeric\" \"100\" { fileinto :create \"Certain\"; }\n\
+         elsif spamtest :value \"le\" :comparator \"i;ascii-numeric\" \"3\" { fileinto :create \"Clean\"; }\n",
+    );
+    assert_eq!(send("gtube sieve", GTUBE), "250");
+    assert_eq!(
+        send("ham sieve", "Hello Alice, lunch tomorrow at noon?"),
+        "250"
+    );
+    let list = |mailbox: &str| {
+        setup
+            .cli_ok(
+                &["mail", "list", "alice@example.test", "--mailbox", mailbox],
+                None,
+            )
+            .unwrap()
+    };
+    assert!(
+        list("Certain").contains("gtube sieve"),
+        "{}",
+        list("Certain")
+    );
+    assert!(list("Clean").contains("ham sieve"), "{}", list("Clean"));
+    assert!(!list("Junk").contains("sieve"), "{}", list("Junk"));
     assert_eq!(
         server.stop(Duration::from_secs(10)).unwrap().code(),
         Some(0)

@@ -143,6 +143,15 @@ fn evaluate(
     let outcome = engine.run(&name, script, &delivery, &host);
     if let Some(error) = &outcome.error {
         tracing::warn!(account = %account.email, script = %name, %error, "Sieve script failed: the message is kept in INBOX");
+        let event = store::AuditEvent {
+            actor: account.email.clone(),
+            action: "sieve-error".into(),
+            ip: None,
+            detail: format!("script {name:?}: {error}; the message was kept in INBOX"),
+        };
+        if let Err(e) = store.log_event(&event) {
+            tracing::error!(error = %e, "could not write a Sieve error to the activity log");
+        }
     }
     Some(outcome)
 }

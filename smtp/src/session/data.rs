@@ -218,7 +218,6 @@ impl Session {
         }
         match delivered {
             Ok(Ok(delivery::sieve::Delivered::Refused(reason))) => {
-                super::Stats::count(&self.context.stats.rejected);
                 tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, "message refused by the recipient's Sieve script");
                 self.log_rejection(Some(&txn.mail_from), "smtp-sieve-reject", reason.clone())
                     .await;
@@ -471,7 +470,29 @@ fn bare_line_ending(body: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::bare_line_ending;
+    use super::{bare_line_ending, spam_verdict};
+
+    #[test]
+    fn spamassassin_status_feeds_spamtest() {
+        let message = b"X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE,\r\n\tNO_RECEIVED autolearn=no version=3.4.6\r\nSubject: x\r\n\r\nbody\r\n";
+        assert_eq!(
+            spam_verdict(message, true),
+            sieve::run::Spam::Scanned {
+                score: 1000.0,
+                required: 5.0,
+                spam: true
+            }
+        );
+        let ham = b"X-Spam-Status: No, score=-0.1 required=5.0 tests=NONE\r\n\r\nx\r\n";
+        assert!(matches!(
+            spam_verdict(ham, false),
+            sieve::run::Spam::Scanned { score, .. } if score < 0.0
+        ));
+        assert_eq!(
+            spam_verdict(b"Subject: x\r\n\r\nx\r\n", false),
+            sieve::run::Spam::Unknown
+        );
+    }
 
     #[test]
     fn bare_line_endings_are_found() {
