@@ -7,9 +7,10 @@
 //! - `D/blobs/<2 hex>/<32 hex>`: one file per message body, named by a random id;
 //! - `D/blobs/tmp/`: bodies being written, emptied at open.
 //!
-//! A body is written to `blobs/tmp/`, fsynced, renamed into place and its directory fsynced
-//! before the index commit that references it, so an acknowledged commit never points at a
-//! missing body. redb commits are durable (fsynced) before they return.
+//! A body is written to `blobs/tmp/` and renamed into place; then one `syncfs(2)` makes
+//! every body of a group commit durable (contents and renames) before the index commit
+//! that references them, so an acknowledged commit never points at a missing body. redb
+//! commits are durable (fsynced) before they return.
 //!
 //! Every method takes `&self` and blocks on disk I/O: async callers use `spawn_blocking`.
 #![forbid(unsafe_code)]

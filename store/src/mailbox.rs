@@ -328,6 +328,13 @@ impl Store {
         account: AccountId,
         role: Role,
     ) -> Result<Option<Mailbox>, Error> {
+        // INBOX always has the inbox role (it cannot be renamed away or deleted).
+        if role == Role::Inbox
+            && let Some(inbox) = self.mailbox(account, INBOX)?
+            && inbox.role == Some(Role::Inbox)
+        {
+            return Ok(Some(inbox));
+        }
         Ok(self
             .mailboxes(account)?
             .into_iter()

@@ -69,7 +69,10 @@ pub fn resolve(store: &Store, address: &str) -> Result<Resolution, Error> {
         if !candidate.starts_with('@')
             && let Some(account) = store.account(candidate)?
         {
-            return check_quota(vec![(account.id, account.email)], store);
+            if account.quota_bytes > 0 && account.used_bytes >= account.quota_bytes {
+                return Ok(Resolution::OverQuota(account.email));
+            }
+            return Ok(Resolution::Local(vec![(account.id, account.email)]));
         }
         if let Some(alias) = store.alias(candidate)? {
             return expand(store, &alias.targets);

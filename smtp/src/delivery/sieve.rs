@@ -21,7 +21,7 @@
 use std::time::{Duration, SystemTime};
 
 use sieve::run::{Action, Delivery, Host, Outcome, Spam};
-use store::{Account, AccountId, Role, Store};
+use store::{AccountId, Role, Store};
 
 use super::{Error, Resolution, resolve, role_mailbox, target_role};
 
@@ -30,8 +30,17 @@ use super::{Error, Resolution, resolve, role_mailbox, target_role};
 pub struct Recipient {
     /// The account.
     pub account: AccountId,
+    /// The account's address.
+    pub email: String,
     /// The recipient address as the client gave it (with any `+detail`).
     pub address: String,
+}
+
+/// An account as delivery needs it: its id and address.
+#[derive(Debug, Clone)]
+struct Account {
+    id: AccountId,
+    email: String,
 }
 
 /// The message being delivered and what is known about it.
@@ -74,8 +83,9 @@ pub fn deliver(
 ) -> Result<Delivered, Error> {
     let mut plans = Vec::with_capacity(recipients.len());
     for recipient in recipients {
-        let Some(account) = store.account_by_id(recipient.account)? else {
-            continue;
+        let account = Account {
+            id: recipient.account,
+            email: recipient.email.clone(),
         };
         let outcome = evaluate(store, engine, &account, &recipient.address, incoming);
         plans.push((account, outcome));
@@ -480,8 +490,11 @@ fn reply(
     hops: usize,
 ) -> Result<bool, Error> {
     let from = crate::identity::from_addresses(body);
+    let Some(full) = store.account_by_id(account.id)? else {
+        return Ok(false);
+    };
     for address in &from {
-        if !crate::identity::may_send_as(store, account, address)? {
+        if !crate::identity::may_send_as(store, &full, address)? {
             tracing::warn!(account = %account.email, from = %address, "vacation reply with a From: the account may not use: not sent");
             return Ok(false);
         }
@@ -566,10 +579,8 @@ fn send(
                 hostname: incoming.hostname,
             };
             let mut queued = false;
-            for (id, _) in accounts {
-                let Some(target) = store.account_by_id(id)? else {
-                    continue;
-                };
+            for (id, email) in accounts {
+                let target = Account { id, email };
                 let outcome = if hops < engine.config().max_redirect_hops {
                     evaluate(store, engine, &target, address, &next)
                 } else {

@@ -41,10 +41,11 @@ impl Session {
                 let Some(txn) = self.transaction.as_mut() else {
                     return reply(503, "5.5.1", "Send MAIL first");
                 };
-                for (id, _) in accounts {
+                for (id, email) in accounts {
                     if !txn.accounts.iter().any(|r| r.account == id) {
                         txn.accounts.push(delivery::Recipient {
                             account: id,
+                            email,
                             address: to.address.clone(),
                         });
                     }
