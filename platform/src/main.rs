@@ -5,6 +5,7 @@
 mod admin;
 mod config;
 mod control;
+mod dnssetup;
 mod import;
 mod quickstart;
 mod serve;
@@ -243,6 +244,13 @@ enum DnsCommand {
         /// The domain.
         domain: String,
     },
+    /// Look each record the domain needs up in the live DNS (through `[dns]
+    /// nameservers`) and say whether it is there: ok, missing, or wrong with what was
+    /// found and what to publish.
+    Check {
+        /// The domain.
+        domain: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +337,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dns(DnsCommand::Records { domain }) => {
             admin_request(flag, Request::DnsRecords { domain })
         }
+        Command::Dns(DnsCommand::Check { domain }) => dns_check(flag, domain),
         Command::Import {
             kind,
             email,
@@ -456,6 +465,29 @@ fn parse_since(s: &str) -> Result<u64> {
 /// Runs an administrative request: through the running server's control socket, or
 /// directly on the store when no server runs.
 fn admin_request(flag: Option<&Path>, request: Request) -> Result<()> {
+    print!("{}", admin_text(flag, request)?);
+    Ok(())
+}
+
+/// `postern dns check`: the expected records from the server (or the store), each
+/// looked up through `[dns] nameservers`.
+fn dns_check(flag: Option<&Path>, domain: String) -> Result<()> {
+    let config = config::load(flag)?;
+    let text = admin_text(flag, Request::DnsRecords { domain })?;
+    let expected: Vec<_> = text.lines().filter_map(dnssetup::parse_record).collect();
+    let resolver = common::dns::resolver(&config.dns).context("the DNS resolver of [dns]")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let checks = runtime.block_on(dnssetup::check(&resolver, &expected));
+    print!("{}", dnssetup::render(&checks));
+    Ok(())
+}
+
+/// Runs an admin request through the running server, or on the store when none runs;
+/// returns its text.
+fn admin_text(flag: Option<&Path>, request: Request) -> Result<String> {
     let config = config::load(flag)?;
     let actor = format!("cli:{}", current_user());
     let text = match control::send(&config.data_dir, &request, &actor)? {
@@ -471,8 +503,7 @@ fn admin_request(flag: Option<&Path>, request: Request) -> Result<()> {
             admin::execute(&store, &config, &request, &actor).map_err(|r| anyhow!(r.0))?
         }
     };
-    print!("{text}");
-    Ok(())
+    Ok(text)
 }
 
 fn current_user() -> String {
