@@ -33,6 +33,10 @@ pub struct Config {
     pub managesieve: sieve::Config,
     /// Sieve filters at delivery: limits on scripts and what they may do.
     pub sieve: sieve::SieveConfig,
+    /// Plain HTTP: redirects to HTTPS.
+    pub http: crate::web::HttpConfig,
+    /// HTTPS: MTA-STS policies, mail client autoconfiguration.
+    pub https: crate::web::HttpsConfig,
     /// DNS lookups.
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
@@ -57,6 +61,8 @@ impl Default for Config {
             imap: Default::default(),
             managesieve: Default::default(),
             sieve: Default::default(),
+            http: Default::default(),
+            https: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
             queue: Default::default(),
@@ -211,6 +217,8 @@ mod tests {
             "[imap]",
             "[managesieve]",
             "[sieve]",
+            "[http]",
+            "[https]",
             "max_script_bytes",
             "[dns]",
             "nameservers",

@@ -9,6 +9,7 @@ mod dnssetup;
 mod import;
 mod quickstart;
 mod serve;
+mod web;
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};

@@ -121,13 +121,15 @@ pub fn run(admin_email: &str, data_dir: Option<&Path>, hostname: Option<&str>) -
         config_path.display()
     );
     let _ = writeln!(out, "It will listen on:");
-    let listeners: [(&str, &[std::net::SocketAddr]); 6] = [
+    let listeners: [(&str, &[std::net::SocketAddr]); 8] = [
         ("SMTP (MX, STARTTLS)", &config.smtp.listen),
         ("Submission (STARTTLS)", &config.submission.listen),
         ("Submission (implicit TLS)", &config.submission.listen_tls),
         ("IMAPS", &config.imap.listen_tls),
         ("IMAP (STARTTLS)", &config.imap.listen),
         ("ManageSieve (STARTTLS)", &config.managesieve.listen),
+        ("HTTP (redirects to HTTPS)", &config.http.listen),
+        ("HTTPS", &config.https.listen),
     ];
     for (what, addrs) in listeners {
         for addr in addrs {

@@ -21,6 +21,8 @@ enum Service {
     Submission,
     Imap,
     ManageSieve,
+    Http,
+    Https,
 }
 
 struct Planned {
@@ -68,6 +70,13 @@ fn plan(config: &Config) -> Vec<Planned> {
             Service::ManageSieve,
             TlsMode::StartTls,
             &config.managesieve.listen,
+        ),
+        p("http", Service::Http, TlsMode::Plain, &config.http.listen),
+        p(
+            "https",
+            Service::Https,
+            TlsMode::Implicit,
+            &config.https.listen,
         ),
     ]
 }
@@ -182,12 +191,23 @@ async fn serve(config: Config) -> Result<()> {
         auth.clone(),
         sieve,
     ));
+    let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
+    let web = Arc::new(crate::web::Web {
+        store: store.clone(),
+        hostname: config.hostname.clone(),
+        https_port: port(&config.https.listen).unwrap_or(443),
+        submissions_port: port(&config.submission.listen_tls),
+        submission_port: port(&config.submission.listen),
+        imaps_port: port(&config.imap.listen_tls),
+    });
     for (name, service, mode, addr, listener) in bound {
         match service {
             Service::Mx => driver.serve(listener, name, mode, mx.clone()),
             Service::Submission => driver.serve(listener, name, mode, submission.clone()),
             Service::Imap => driver.serve(listener, name, mode, imap.clone()),
             Service::ManageSieve => driver.serve(listener, name, mode, managesieve.clone()),
+            Service::Http => crate::web::serve_http(listener, web.clone()),
+            Service::Https => crate::web::serve_https(listener, web.clone(), &tls),
         }
         .with_context(|| format!("cannot serve {name} on {addr}"))?;
         let tls = match mode {

@@ -113,6 +113,10 @@ pub struct Ports {
     pub imaps: SocketAddr,
     /// ManageSieve.
     pub managesieve: SocketAddr,
+    /// Plain HTTP (redirects).
+    pub http: SocketAddr,
+    /// HTTPS.
+    pub https: SocketAddr,
 }
 
 impl Ports {
@@ -124,6 +128,8 @@ impl Ports {
             submissions: a(free_port()?),
             imaps: a(free_port()?),
             managesieve: a(free_port()?),
+            http: a(free_port()?),
+            https: a(free_port()?),
         })
     }
 }
@@ -219,6 +225,12 @@ listen_tls = ["{imaps}"]
 [managesieve]
 listen = ["{managesieve}"]
 
+[http]
+listen = ["{http}"]
+
+[https]
+listen = ["{https}"]
+
 {dns}
 {extra}
 "#,
@@ -229,6 +241,8 @@ listen = ["{managesieve}"]
             submissions = p.submissions,
             imaps = p.imaps,
             managesieve = p.managesieve,
+            http = p.http,
+            https = p.https,
             // Never the host's resolver (it is off this machine): our loopback test
             // DNS, unless the test brings its own.
             dns = if extra.contains("[dns]") {
