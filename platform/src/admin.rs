@@ -44,6 +44,17 @@ pub enum Request {
     DomainList,
     /// Delete a domain (refused while it has accounts or aliases).
     DomainDel { name: String },
+    /// A web application behind the HTTPS front; `host` defaults to
+    /// `NAME.<first domain>`.
+    AppAdd {
+        name: String,
+        upstream: String,
+        host: Option<String>,
+    },
+    /// The web applications.
+    AppList,
+    /// Remove a web application.
+    AppDel { name: String },
     /// The DNS records of a domain.
     DnsRecords { domain: String },
     /// The activity log: entries at or after `since_ms` (Unix ms), the newest `limit`.
@@ -98,6 +109,8 @@ impl Request {
             Request::AliasDel { address } => ("alias-del", address.clone()),
             Request::DomainAdd { name } => ("domain-add", name.clone()),
             Request::DomainDel { name } => ("domain-del", name.clone()),
+            Request::AppAdd { name, upstream, .. } => ("app-add", format!("{name} -> {upstream}")),
+            Request::AppDel { name } => ("app-del", name.clone()),
             Request::DkimRotate { domain } => ("dkim-rotate", domain.clone()),
             Request::DkimActivate { domain, selector } => {
                 ("dkim-activate", format!("{selector}._domainkey.{domain}"))
@@ -121,6 +134,7 @@ impl Request {
             Request::UserList
             | Request::AliasList
             | Request::DomainList
+            | Request::AppList
             | Request::DnsRecords { .. }
             | Request::Log { .. }
             | Request::MailList { .. }
@@ -284,6 +298,37 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             format!("Deleted domain {}\n", name.to_ascii_lowercase())
         }
         Request::DnsRecords { domain } => dns_records(store, config, domain)?,
+        Request::AppAdd {
+            name,
+            upstream,
+            host,
+        } => {
+            let host = match host {
+                Some(h) => h.clone(),
+                None => {
+                    let Some(first) = store.domains()?.into_iter().next() else {
+                        return Err(Refusal(
+                            "there is no domain to put the app under: give --host".into(),
+                        ));
+                    };
+                    format!("{}.{}", name.to_ascii_lowercase(), first.name)
+                }
+            };
+            let app = store.add_app(name, &host, upstream)?;
+            format!(
+                "Added app {} on https://{}/ -> http://{}/ (point {} at this server)\n",
+                app.name, app.host, app.upstream, app.host
+            )
+        }
+        Request::AppList => store
+            .apps()?
+            .iter()
+            .map(|a| format!("{}\t{}\t{}\n", a.name, a.host, a.upstream))
+            .collect(),
+        Request::AppDel { name } => {
+            let app = store.remove_app(name)?;
+            format!("Removed app {} ({})\n", app.name, app.host)
+        }
         Request::DkimList { domain } => {
             let keys = domain_keys(store, domain)?;
             let mut out = String::new();

@@ -7,6 +7,7 @@ mod config;
 mod control;
 mod dnssetup;
 mod import;
+mod proxy;
 mod quickstart;
 mod serve;
 mod web;
@@ -58,6 +59,9 @@ enum Command {
     /// Manage mail domains.
     #[command(subcommand)]
     Domain(DomainCommand),
+    /// Web applications behind the HTTPS front, each on its own host name.
+    #[command(subcommand)]
+    App(AppCommand),
     /// DNS records.
     #[command(subcommand)]
     Dns(DnsCommand),
@@ -239,6 +243,29 @@ enum DomainCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Serve an application on its own host name: HTTPS requests to it are passed to
+    /// the upstream over HTTP/1.1 with the client's address in X-Forwarded-For.
+    Add {
+        /// The app's name (lower-case letters, digits, hyphens).
+        name: String,
+        /// Where it listens: HOST:PORT.
+        #[arg(long)]
+        upstream: String,
+        /// The host name to serve it on (default: NAME.<first domain>).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// List the apps: name, host, upstream.
+    List,
+    /// Stop serving an app.
+    Del {
+        /// The app's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DnsCommand {
     /// Print the DNS records a domain needs, one per line in zone-file syntax.
     Records {
@@ -333,6 +360,22 @@ fn run(cli: Cli) -> Result<()> {
                 DomainCommand::Add { domain } => Request::DomainAdd { name: domain },
                 DomainCommand::List => Request::DomainList,
                 DomainCommand::Del { domain } => Request::DomainDel { name: domain },
+            },
+        ),
+        Command::App(c) => admin_request(
+            flag,
+            match c {
+                AppCommand::Add {
+                    name,
+                    upstream,
+                    host,
+                } => Request::AppAdd {
+                    name,
+                    upstream,
+                    host,
+                },
+                AppCommand::List => Request::AppList,
+                AppCommand::Del { name } => Request::AppDel { name },
             },
         ),
         Command::Dns(DnsCommand::Records { domain }) => {

@@ -193,6 +193,11 @@ async fn serve(config: Config) -> Result<()> {
     ));
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
     let web = Arc::new(crate::web::Web {
+        limiter: common::rate::KeyedBuckets::new(
+            config.http.requests_per_second.max(1),
+            config.http.requests_per_second.max(1),
+        ),
+        over_limit_log: common::rate::LogOnce::new(Duration::from_secs(60)),
         store: store.clone(),
         hostname: config.hostname.clone(),
         https_port: port(&config.https.listen).unwrap_or(443),

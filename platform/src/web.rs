@@ -9,7 +9,7 @@
 //!
 //! Every HTTPS response carries the security headers of [`security_headers`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,12 +30,17 @@ pub struct HttpConfig {
     /// Addresses for plain HTTP (port 80): every request is redirected to HTTPS.
     /// Empty: none.
     pub listen: Vec<SocketAddr>,
+    /// Requests one client IP may make per second over HTTP and HTTPS together (a
+    /// token bucket of this size, refilled at this rate; loopback is not exempt). Over
+    /// it: `429` with `Retry-After`.
+    pub requests_per_second: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: vec![SocketAddr::from(([0u16; 8], 80))],
+            requests_per_second: 5000,
         }
     }
 }
@@ -57,8 +62,11 @@ impl Default for HttpsConfig {
 }
 
 /// What the handlers need.
-#[derive(Debug)]
 pub struct Web {
+    /// Per-IP request buckets (`[http] requests_per_second`).
+    pub limiter: common::rate::KeyedBuckets<IpAddr>,
+    /// Logs a client over its rate once a minute.
+    pub over_limit_log: common::rate::LogOnce<IpAddr>,
     /// The store (which domains are ours).
     pub store: Arc<store::Store>,
     /// Our host name: the MX of the MTA-STS policy, the server of autoconfiguration.
@@ -76,14 +84,17 @@ pub struct Web {
 /// Serves plain HTTP on `listener` until the process ends.
 pub fn serve_http(listener: std::net::TcpListener, web: Arc<Web>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let router = Router::new().fallback(redirect).with_state(web);
+    let router = Router::new()
+        .fallback(redirect)
+        .with_state(web.clone())
+        .layer(axum::middleware::from_fn_with_state(web, rate_limit));
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
+            let Ok((tcp, peer)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
-            let service = TowerToHyperService::new(router.clone());
+            let service = TowerToHyperService::new(with_client(router.clone(), peer));
             tokio::spawn(async move {
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), service)
@@ -108,15 +119,19 @@ pub fn serve_https(
     let router = Router::new()
         .fallback(https)
         .with_state(web.clone())
-        .layer(axum::middleware::from_fn_with_state(web, security_headers));
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(web, rate_limit));
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
+            let Ok((tcp, peer)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(router.clone());
+            let service = TowerToHyperService::new(with_client(router.clone(), peer));
             tokio::spawn(async move {
                 let handshake =
                     tokio::time::timeout(std::time::Duration::from_secs(30), acceptor.accept(tcp));
@@ -130,6 +145,63 @@ pub fn serve_https(
         }
     });
     Ok(())
+}
+
+/// The client's address, put in every request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+struct Client(IpAddr);
+
+/// The router with the connection's client address added to each request.
+fn with_client(
+    router: Router,
+    peer: SocketAddr,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    let client = Client(peer.ip().to_canonical());
+    tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(client);
+        let mut router = router.clone();
+        async move {
+            use tower::Service;
+            router.call(request.map(Body::new)).await
+        }
+    })
+}
+
+/// The client's address of a request, when the accept loop recorded it.
+pub fn client_ip(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<Client>().map(|c| c.0)
+}
+
+/// `[http] requests_per_second` per client IP: `429` with `Retry-After` beyond it,
+/// logged once a minute per IP.
+async fn rate_limit(
+    State(web): State<Arc<Web>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(Client(ip)) = request.extensions().get::<Client>().copied() else {
+        return next.run(request).await;
+    };
+    match web.limiter.acquire(&ip) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            if web.over_limit_log.should_log(&ip) {
+                tracing::warn!(%ip, "HTTP client over its request rate: 429 (logged once a minute per IP)");
+            }
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.max(1).to_string())],
+                "Too many requests, try again later\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The request's host name: the Host header (HTTP/1.1) or the authority (HTTP/2),
@@ -179,6 +251,18 @@ async fn redirect(State(web): State<Arc<Web>>, request: Request) -> Response {
 async fn https(State(web): State<Arc<Web>>, request: Request) -> Response {
     let host = host_of(&request);
     let path = request.uri().path().to_string();
+    let app = {
+        let store = web.store.clone();
+        let host = host.clone();
+        tokio::task::spawn_blocking(move || store.app_by_host(&host))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    };
+    if let Some(app) = app {
+        return crate::proxy::forward(&app, host, request).await;
+    }
     if path == "/healthz" {
         return (StatusCode::OK, "ok\n").into_response();
     }
@@ -298,6 +382,7 @@ async fn security_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn request(host: &str) -> Request {
         Request::builder()
@@ -322,6 +407,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let web = Web {
+            limiter: common::rate::KeyedBuckets::new(1, 1),
+            over_limit_log: common::rate::LogOnce::new(Duration::from_secs(60)),
             store: Arc::new(store),
             hostname: "mail.example.test".into(),
             https_port: 443,

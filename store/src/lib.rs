@@ -15,6 +15,7 @@
 //! Every method takes `&self` and blocks on disk I/O: async callers use `spawn_blocking`.
 #![forbid(unsafe_code)]
 
+mod apps;
 mod audit;
 mod blob;
 mod changes;
@@ -42,6 +43,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
+pub use apps::App;
 pub use audit::{AuditEntry, AuditEvent};
 pub use changes::Change;
 pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};
@@ -212,6 +214,8 @@ pub(crate) mod tables {
     /// (account id, id) -> unix milliseconds when it expires: the vacation replies sent
     /// (RFC 5230 §4.2) and the `duplicate` ids (RFC 7352) of the account's scripts.
     pub const SIEVE_SEEN: TableDefinition<(u64, &str), u64> = TableDefinition::new("sieve_seen");
+    /// App name -> JSON [`crate::App`], the web applications behind the HTTPS front.
+    pub const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -374,6 +378,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::SIEVE_SCRIPTS)?;
     txn.open_table(tables::SIEVE_ACTIVE)?;
     txn.open_table(tables::SIEVE_SEEN)?;
+    txn.open_table(tables::APPS)?;
     txn.commit()?;
     Ok(())
 }

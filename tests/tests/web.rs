@@ -211,3 +211,224 @@ fn https_refuses_old_protocols_and_non_aead_suites() {
         ]
     ));
 }
+
+/// An upstream app (python http.server): answers GET with its view of the request as
+/// JSON and headers of its own; `/ws` with an Upgrade is switched and echoes bytes.
+const UPSTREAM: &str = r#"
+import http.server, json, sys, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers(); self.wfile.flush()
+            while True:
+                data = self.connection.recv(4096)
+                if not data:
+                    return
+                self.connection.sendall(b"echo:" + data)
+        body = json.dumps({"path": self.path, "version": self.request_version,
+                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Strict-Transport-Security", "max-age=0")
+        self.send_header("Referrer-Policy", "same-origin")
+        self.send_header("X-Upstream", "yes")
+        self.end_headers()
+        self.wfile.write(body)
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.serve_forever()
+"#;
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_upstream(dir: &std::path::Path) -> (Child, u16) {
+    let port_file = dir.join("upstream.port");
+    let child = Command::new("python3")
+        .args(["-c", UPSTREAM])
+        .arg(&port_file)
+        .spawn()
+        .unwrap();
+    let child = Child(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            return (child, p.trim().parse().unwrap());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+const WEBSOCKET: &str = r#"
+import socket, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="wiki.example.test")
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: wiki.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert head.startswith(b"HTTP/1.1 101"), head
+s.sendall(b"hello through the proxy")
+got = b""
+while len(got) < len(b"echo:hello through the proxy"):
+    got += s.recv(100)
+assert got == b"echo:hello through the proxy", got
+print("websocket ok")
+"#;
+
+#[test]
+fn apps_are_proxied_with_the_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, upstream_port) = start_upstream(dir.path());
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let _server = setup.serve().unwrap();
+    let added = setup
+        .cli_ok(
+            &[
+                "app",
+                "add",
+                "wiki",
+                "--upstream",
+                &format!("127.0.0.1:{upstream_port}"),
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(added.contains("https://wiki.example.test/"), "{added}");
+    let list = setup.cli_ok(&["app", "list"], None).unwrap();
+    assert!(
+        list.starts_with("wiki\twiki.example.test\t127.0.0.1:"),
+        "{list}"
+    );
+
+    for version in ["--http1.1", "--http2"] {
+        let (headers, body) = https(
+            &setup,
+            "wiki.example.test",
+            "/some/page?x=1",
+            &[
+                version,
+                "-H",
+                "X-Forwarded-For: 6.6.6.6",
+                "-H",
+                "X-Real-IP: 6.6.6.6",
+            ],
+        );
+        assert!(headers.contains(" 200"), "{headers}");
+        // The app sees the true client, HTTPS, its host, HTTP/1.1.
+        for needle in [
+            r#""path": "/some/page?x=1""#,
+            r#""version": "HTTP/1.1""#,
+            r#""x-forwarded-for": "127.0.0.1""#,
+            r#""x-real-ip": "127.0.0.1""#,
+            r#""x-forwarded-proto": "https""#,
+            r#""host": "wiki.example.test""#,
+        ] {
+            assert!(body.contains(needle), "{needle} not in {body}");
+        }
+        assert!(!body.contains("6.6.6.6"), "{body}");
+        // Its own headers pass, its HSTS does not replace ours, its Referrer-Policy stays.
+        assert_eq!(header(&headers, "X-Upstream"), Some("yes"), "{headers}");
+        assert_eq!(
+            header(&headers, "Strict-Transport-Security"),
+            Some("max-age=63072000; includeSubDomains")
+        );
+        assert_eq!(header(&headers, "Referrer-Policy"), Some("same-origin"));
+        assert_eq!(header(&headers, "X-Frame-Options"), Some("SAMEORIGIN"));
+        assert_eq!(header(&headers, "X-Content-Type-Options"), Some("nosniff"));
+    }
+
+    let out = tests::imap::run(WEBSOCKET, &[&setup.ports.https.port().to_string()]);
+    assert!(out.contains("websocket ok"), "{out}");
+
+    // An app whose upstream is down: 502, and removed apps are gone.
+    setup.cli_ok(&["app", "del", "wiki"], None).unwrap();
+    let closed = tests::harness::free_port().unwrap();
+    setup
+        .cli_ok(
+            &[
+                "app",
+                "add",
+                "down",
+                "--upstream",
+                &format!("127.0.0.1:{closed}"),
+                "--host",
+                "down.example.test",
+            ],
+            None,
+        )
+        .unwrap();
+    let (headers, _) = https(&setup, "down.example.test", "/", &[]);
+    assert!(headers.contains(" 502"), "{headers}");
+    let (headers, _) = https(&setup, "wiki.example.test", "/", &[]);
+    assert!(headers.contains(" 404"), "{headers}");
+}
+
+#[test]
+fn requests_over_the_rate_get_429_per_client_address() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replacen("[http]\n", "[http]\nrequests_per_second = 5\n", 1),
+    )
+    .unwrap();
+    let _server = setup.serve().unwrap();
+    let url = format!(
+        "https://mail.example.test:{}/healthz",
+        setup.ports.https.port()
+    );
+    let resolve = format!("mail.example.test:{}:127.0.0.1", setup.ports.https.port());
+    // 20 requests at once from 127.0.0.1 (curl --parallel): some are over the rate.
+    let mut args = vec![
+        "-k",
+        "--parallel",
+        "--parallel-max",
+        "20",
+        "--resolve",
+        &resolve,
+    ];
+    args.extend(std::iter::repeat_n(url.as_str(), 20));
+    args.extend(["-o", "/dev/null", "-w", "%{http_code}\n"]);
+    let (headers, codes) = curl(&args);
+    let limited = codes.lines().filter(|c| *c == "429").count();
+    assert!(limited >= 1, "{codes}");
+    assert!(codes.lines().any(|c| c == "200"), "{codes}");
+    assert!(
+        headers.contains("retry-after: ") || headers.contains("Retry-After: "),
+        "{headers}"
+    );
+    // Another client address is not affected.
+    let (headers, body) = curl(&[
+        "-k",
+        "--interface",
+        "127.0.0.2",
+        "--resolve",
+        &resolve,
+        &url,
+    ]);
+    assert!(headers.contains(" 200"), "{headers}");
+    assert_eq!(body, "ok\n");
+}

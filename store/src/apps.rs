@@ -1,0 +1,173 @@
+//! Web applications behind the HTTPS front: each on its own host name, proxied to an
+//! upstream `host:port` over HTTP/1.1. Kept in the store, not in the configuration.
+
+use std::time::SystemTime;
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::tables::APPS;
+use crate::{Error, Store, decode, decode_opt, encode, now};
+
+/// One application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Its name (lower-case letters, digits and `-`).
+    pub name: String,
+    /// The host name it is served on (lower case).
+    pub host: String,
+    /// Where requests go: `host:port`, plain HTTP/1.1.
+    pub upstream: String,
+    /// When it was added.
+    #[serde(with = "crate::unix_ms", default = "crate::unix_ms::epoch")]
+    pub created: SystemTime,
+}
+
+/// Checks an app name: 1 to 63 of `a-z`, `0-9`, `-`, not starting or ending with `-`.
+fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "the app name {name:?} must be 1 to 63 lower-case letters, digits and inner hyphens"
+        )))
+    }
+}
+
+/// Checks a host name: labels of letters, digits and `-`, at least two labels.
+fn check_host(host: &str) -> Result<(), Error> {
+    let labels: Vec<&str> = host.split('.').collect();
+    let ok = host.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{host:?} is not a host name")))
+    }
+}
+
+impl Store {
+    /// Every app, by name.
+    pub fn apps(&self) -> Result<Vec<App>, Error> {
+        self.read(|txn| {
+            let table = txn.open_table(APPS)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (_, v) = row?;
+                out.push(decode("an app", v.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The app served on `host` (lower case, no port), if any.
+    pub fn app_by_host(&self, host: &str) -> Result<Option<App>, Error> {
+        Ok(self.apps()?.into_iter().find(|a| a.host == host))
+    }
+
+    /// Adds an app. [`Error::Exists`] if the name or the host is taken,
+    /// [`Error::Invalid`] for a bad name, host or upstream.
+    pub fn add_app(&self, name: &str, host: &str, upstream: &str) -> Result<App, Error> {
+        let name = name.to_ascii_lowercase();
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        check_name(&name)?;
+        check_host(&host)?;
+        let valid_upstream = upstream
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !valid_upstream {
+            return Err(Error::Invalid(format!(
+                "the upstream {upstream:?} must be HOST:PORT"
+            )));
+        }
+        let app = App {
+            name: name.clone(),
+            host: host.clone(),
+            upstream: upstream.to_string(),
+            created: now(),
+        };
+        let value = encode("an app", &app)?;
+        self.write(|txn| {
+            let mut table = txn.open_table(APPS)?;
+            if table.get(name.as_str())?.is_some() {
+                return Err(Error::Exists(format!("an app named {name}")));
+            }
+            for row in table.iter()? {
+                let (_, v) = row?;
+                let other: App = decode("an app", v.value())?;
+                if other.host == host {
+                    return Err(Error::Exists(format!("an app on {host} ({})", other.name)));
+                }
+            }
+            table.insert(name.as_str(), value.as_slice())?;
+            Ok(())
+        })?;
+        Ok(app)
+    }
+
+    /// Removes an app; [`Error::NotFound`] if there is none of that name.
+    pub fn remove_app(&self, name: &str) -> Result<App, Error> {
+        let name = name.to_ascii_lowercase();
+        self.write(|txn| {
+            let mut table = txn.open_table(APPS)?;
+            let removed = table.remove(name.as_str())?;
+            decode_opt("an app", removed)?.ok_or_else(|| Error::NotFound(format!("the app {name}")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn apps_are_added_found_by_host_and_removed() {
+        let (_dir, store) = crate::test_util::store();
+        let app = store
+            .add_app("wiki", "Wiki.Example.org", "127.0.0.1:8080")
+            .unwrap();
+        assert_eq!(app.host, "wiki.example.org");
+        assert!(matches!(
+            store.add_app("wiki", "other.example.org", "127.0.0.1:1"),
+            Err(Error::Exists(_))
+        ));
+        assert!(matches!(
+            store.add_app("wiki2", "wiki.example.org", "127.0.0.1:1"),
+            Err(Error::Exists(_))
+        ));
+        for (name, host, upstream) in [
+            ("Bad Name", "a.example.org", "h:1"),
+            ("ok", "nodot", "h:1"),
+            ("ok", "a.example.org", "noport"),
+            ("ok", "a.example.org", "h:0"),
+        ] {
+            assert!(matches!(
+                store.add_app(name, host, upstream),
+                Err(Error::Invalid(_))
+            ));
+        }
+        assert_eq!(
+            store.app_by_host("wiki.example.org").unwrap().unwrap().name,
+            "wiki"
+        );
+        assert_eq!(store.apps().unwrap().len(), 1);
+        store.remove_app("wiki").unwrap();
+        assert!(matches!(store.remove_app("wiki"), Err(Error::NotFound(_))));
+        assert_eq!(store.app_by_host("wiki.example.org").unwrap(), None);
+    }
+}
