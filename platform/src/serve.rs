@@ -193,6 +193,7 @@ async fn serve(config: Config) -> Result<()> {
     ));
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
     let web = Arc::new(crate::web::Web {
+        ready: std::sync::atomic::AtomicBool::new(false),
         limiter: common::rate::KeyedBuckets::new(
             config.http.requests_per_second.max(1),
             config.http.requests_per_second.max(1),
@@ -222,6 +223,8 @@ async fn serve(config: Config) -> Result<()> {
         };
         tracing::info!("listening: {name} on {addr} ({tls})");
     }
+    // Every listener is bound and served: /healthz says so until shutdown begins.
+    web.ready.store(true, std::sync::atomic::Ordering::Release);
 
     let config = Arc::new(config);
     let stop_control = CancellationToken::new();
@@ -254,6 +257,7 @@ async fn serve(config: Config) -> Result<()> {
         open_sessions = driver.shutdown().open_sessions(),
         "shutting down"
     );
+    web.ready.store(false, std::sync::atomic::Ordering::Release);
     driver.shutdown().run(grace).await;
     stop_queue.cancel();
     if let Err(e) = queue_task.await {

@@ -5,7 +5,8 @@
 //! - `mta-sts.<domain>`: the MTA-STS policy (RFC 8461 §3.2, mode enforce, our MX);
 //! - `autoconfig.<domain>` (and `<domain>` itself): Thunderbird's autoconfiguration
 //!   (`/mail/config-v1.1.xml`, `/.well-known/autoconfig/mail/config-v1.1.xml`);
-//! - `/healthz` on any host.
+//! - `/healthz` on any other host: `200` once every listener is up, `503` while
+//!   starting and once shutdown has begun.
 //!
 //! Every HTTPS response carries the security headers of [`security_headers`].
 
@@ -63,6 +64,8 @@ impl Default for HttpsConfig {
 
 /// What the handlers need.
 pub struct Web {
+    /// Every listener is up (false while starting and once shutdown begins).
+    pub ready: std::sync::atomic::AtomicBool,
     /// Per-IP request buckets (`[http] requests_per_second`).
     pub limiter: common::rate::KeyedBuckets<IpAddr>,
     /// Logs a client over its rate once a minute.
@@ -264,7 +267,11 @@ async fn https(State(web): State<Arc<Web>>, request: Request) -> Response {
         return crate::proxy::forward(&app, host, request).await;
     }
     if path == "/healthz" {
-        return (StatusCode::OK, "ok\n").into_response();
+        return if web.ready.load(std::sync::atomic::Ordering::Acquire) {
+            (StatusCode::OK, "ok\n").into_response()
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        };
     }
     let (label, domain) = host.split_once('.').unwrap_or(("", host.as_str()));
     let is_ours = |domain: &str| {
@@ -407,6 +414,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let web = Web {
+            ready: std::sync::atomic::AtomicBool::new(true),
             limiter: common::rate::KeyedBuckets::new(1, 1),
             over_limit_log: common::rate::LogOnce::new(Duration::from_secs(60)),
             store: Arc::new(store),
