@@ -434,6 +434,37 @@ impl Driver {
     }
 }
 
+/// Runs `f` on the session state held in `slot` on a blocking thread (store and
+/// password work must not stall the async workers), then puts the state back. `None`,
+/// with the slot left empty, if `f` panicked (logged, naming `protocol`) or the slot
+/// was already empty.
+pub async fn run_blocking<S, T>(
+    slot: &mut Option<S>,
+    protocol: &'static str,
+    f: impl FnOnce(&mut S) -> T + Send + 'static,
+) -> Option<T>
+where
+    S: Send + 'static,
+    T: Send + 'static,
+{
+    let mut state = slot.take()?;
+    let joined = tokio::task::spawn_blocking(move || {
+        let out = f(&mut state);
+        (state, out)
+    })
+    .await;
+    match joined {
+        Ok((state, out)) => {
+            *slot = Some(state);
+            Some(out)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, protocol, "a command failed");
+            None
+        }
+    }
+}
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -125,23 +125,12 @@ impl Session {
     where
         F: FnOnce(&mut Core, &mut Vec<u8>) -> Next + Send + 'static,
     {
-        let mut core = self.core.take()?;
-        let joined = tokio::task::spawn_blocking(move || {
+        common::net::run_blocking(&mut self.core, "imap", move |core| {
             let mut out = Vec::new();
-            let next = f(&mut core, &mut out);
-            (core, out, next)
+            let next = f(core, &mut out);
+            (out, next)
         })
-        .await;
-        match joined {
-            Ok((core, out, next)) => {
-                self.core = Some(core);
-                Some((out, next))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "an IMAP command failed");
-                None
-            }
-        }
+        .await
     }
 
     fn waiting(&self) -> Waiting {

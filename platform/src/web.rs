@@ -12,6 +12,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -86,26 +87,11 @@ pub struct Web {
 
 /// Serves plain HTTP on `listener` until the process ends.
 pub fn serve_http(listener: std::net::TcpListener, web: Arc<Web>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let router = Router::new()
         .fallback(redirect)
         .with_state(web.clone())
         .layer(axum::middleware::from_fn_with_state(web, rate_limit));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            };
-            let service = TowerToHyperService::new(with_client(router.clone(), peer));
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
-    Ok(())
+    accept_loop(listener, router, None)
 }
 
 /// Serves HTTPS on `listener` with the listeners' certificates (SNI), offering
@@ -115,7 +101,6 @@ pub fn serve_https(
     web: Arc<Web>,
     tls: &common::tls::Tls,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let mut config = (*tls.server_config()).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -127,28 +112,52 @@ pub fn serve_https(
             security_headers,
         ))
         .layer(axum::middleware::from_fn_with_state(web, rate_limit));
+    accept_loop(listener, router, Some(acceptor))
+}
+
+/// Accepts connections (through TLS when `tls` is given) and serves `router` on each,
+/// HTTP/1.1 or HTTP/2, with the client's address in every request.
+fn accept_loop(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tokio::spawn(async move {
         loop {
             let Ok((tcp, peer)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // EMFILE and friends: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let tls = tls.clone();
             let service = TowerToHyperService::new(with_client(router.clone(), peer));
             tokio::spawn(async move {
-                let handshake =
-                    tokio::time::timeout(std::time::Duration::from_secs(30), acceptor.accept(tcp));
-                let Ok(Ok(stream)) = handshake.await else {
-                    return;
-                };
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                        if let Ok(Ok(stream)) = handshake.await {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                }
             });
         }
     });
     Ok(())
 }
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The client's address, put in every request's extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -389,7 +398,6 @@ async fn security_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn request(host: &str) -> Request {
         Request::builder()

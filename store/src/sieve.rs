@@ -245,8 +245,17 @@ fn count_scripts(
 /// account is being deleted).
 pub(crate) fn remove_account(txn: &WriteTransaction, account: AccountId) -> Result<(), Error> {
     txn.open_table(SIEVE_ACTIVE)?.remove(account)?;
-    let mut scripts = txn.open_table(SIEVE_SCRIPTS)?;
-    let names: Vec<String> = scripts
+    remove_rows(&mut txn.open_table(SIEVE_SCRIPTS)?, account)?;
+    remove_rows(&mut txn.open_table(SIEVE_SEEN)?, account)?;
+    Ok(())
+}
+
+/// Removes every row keyed `(account, _)` from `table`.
+fn remove_rows<V: redb::Value + 'static>(
+    table: &mut redb::Table<'_, (u64, &'static str), V>,
+    account: AccountId,
+) -> Result<(), Error> {
+    let names: Vec<String> = table
         .range((account, "")..)?
         .map_while(|row| match row {
             Ok((key, _)) if key.value().0 == account => Some(Ok(key.value().1.to_string())),
@@ -255,19 +264,7 @@ pub(crate) fn remove_account(txn: &WriteTransaction, account: AccountId) -> Resu
         })
         .collect::<Result<_, _>>()?;
     for name in &names {
-        scripts.remove((account, name.as_str()))?;
-    }
-    let mut seen = txn.open_table(SIEVE_SEEN)?;
-    let ids: Vec<String> = seen
-        .range((account, "")..)?
-        .map_while(|row| match row {
-            Ok((key, _)) if key.value().0 == account => Some(Ok(key.value().1.to_string())),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<Result<_, _>>()?;
-    for id in &ids {
-        seen.remove((account, id.as_str()))?;
+        table.remove((account, name.as_str()))?;
     }
     Ok(())
 }

@@ -127,23 +127,12 @@ type Job = Box<dyn FnOnce(&mut Core, &mut Vec<u8>) -> Next + Send>;
 impl Session {
     /// Runs `job` on the core on a blocking thread; `None` if it panicked.
     async fn run(&mut self, job: Job) -> Option<(Vec<u8>, Next)> {
-        let mut core = self.core.take()?;
-        let joined = tokio::task::spawn_blocking(move || {
+        net::run_blocking(&mut self.core, "managesieve", move |core| {
             let mut out = Vec::new();
-            let next = job(&mut core, &mut out);
-            (core, out, next)
+            let next = job(core, &mut out);
+            (out, next)
         })
-        .await;
-        match joined {
-            Ok((core, out, next)) => {
-                self.core = Some(core);
-                Some((out, next))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a ManageSieve command failed");
-                None
-            }
-        }
+        .await
     }
 
     /// The literal limit for the current state: before authentication small, and a
