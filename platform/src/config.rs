@@ -37,6 +37,8 @@ pub struct Config {
     pub http: crate::web::HttpConfig,
     /// HTTPS: MTA-STS policies, mail client autoconfiguration.
     pub https: crate::web::HttpsConfig,
+    /// The admin API.
+    pub admin: crate::api::AdminConfig,
     /// DNS lookups.
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
@@ -63,6 +65,7 @@ impl Default for Config {
             sieve: Default::default(),
             http: Default::default(),
             https: Default::default(),
+            admin: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
             queue: Default::default(),
@@ -219,6 +222,8 @@ mod tests {
             "[sieve]",
             "[http]",
             "[https]",
+            "[admin]",
+            "login_attempts_per_second",
             "max_script_bytes",
             "[dns]",
             "nameservers",

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod admin;
+mod api;
 mod config;
 mod control;
 mod dnssetup;

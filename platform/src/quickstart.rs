@@ -89,6 +89,8 @@ pub fn run(admin_email: &str, data_dir: Option<&Path>, hostname: Option<&str>) -
         .find_map(|l| l.strip_prefix("Password: "))
         .context("no password was generated")?
         .to_string();
+    // The first account administers the server (the admin API).
+    store.set_admin(&admin_email, true)?;
     // RFC 5321 §4.5.1 (postmaster) and RFC 2142 (abuse) must reach somebody.
     for role in ["postmaster", "abuse"] {
         let address = format!("{role}@{domain}");

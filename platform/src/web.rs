@@ -65,6 +65,10 @@ impl Default for HttpsConfig {
 
 /// What the handlers need.
 pub struct Web {
+    /// The admin API's tokens and login limiter.
+    pub api: crate::api::Api,
+    /// `[admin] host` (empty: `my.<domain>` of any of our domains).
+    pub admin_host: String,
     /// Every listener is up (false while starting and once shutdown begins).
     pub ready: std::sync::atomic::AtomicBool,
     /// Per-IP request buckets (`[http] requests_per_second`).
@@ -107,6 +111,7 @@ pub fn serve_https(
     let router = Router::new()
         .fallback(https)
         .with_state(web.clone())
+        .nest("/api/v1", crate::api::router(web.clone()))
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),
             security_headers,
@@ -218,7 +223,7 @@ async fn rate_limit(
 
 /// The request's host name: the Host header (HTTP/1.1) or the authority (HTTP/2),
 /// lower case, without a port.
-fn host_of(request: &Request) -> String {
+pub fn host_of(request: &Request) -> String {
     let raw = request
         .headers()
         .get(header::HOST)
@@ -420,12 +425,18 @@ mod tests {
     #[test]
     fn autoconfig_names_every_offered_service() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let store = Arc::new(store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}")));
+        let auth = Arc::new(store::login::Authenticator::new(
+            store.clone(),
+            &Default::default(),
+        ));
         let web = Web {
+            api: crate::api::Api::new(&Default::default(), auth),
+            admin_host: String::new(),
             ready: std::sync::atomic::AtomicBool::new(true),
             limiter: common::rate::KeyedBuckets::new(1, 1),
             over_limit_log: common::rate::LogOnce::new(Duration::from_secs(60)),
-            store: Arc::new(store),
+            store,
             hostname: "mail.example.test".into(),
             https_port: 443,
             submissions_port: Some(465),

@@ -40,6 +40,9 @@ pub struct Account {
     /// When the account was added.
     #[serde(with = "crate::unix_ms", default = "crate::unix_ms::epoch")]
     pub created: SystemTime,
+    /// An administrator: may use the admin API.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// An alias: mail to `address` is delivered to each of `targets`.
@@ -293,6 +296,7 @@ impl Store {
                 quota_bytes: 0,
                 used_bytes: 0,
                 created: now(),
+                admin: false,
             };
             save_account(txn, &account)?;
             txn.open_table(ACCOUNT_EMAILS)?
@@ -348,6 +352,11 @@ impl Store {
     /// Sets an account's quota in bytes (0 = unlimited). Messages already stored stay.
     pub fn set_quota(&self, email: &str, quota_bytes: u64) -> Result<(), Error> {
         self.update_account(email, |a| a.quota_bytes = quota_bytes)
+    }
+
+    /// Makes an account an administrator (or not).
+    pub fn set_admin(&self, email: &str, admin: bool) -> Result<(), Error> {
+        self.update_account(email, |a| a.admin = admin)
     }
 
     fn update_account(&self, email: &str, change: impl FnOnce(&mut Account)) -> Result<(), Error> {
