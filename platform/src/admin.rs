@@ -181,12 +181,23 @@ pub fn execute(
     request: &Request,
     actor: &str,
 ) -> Result<String, Refusal> {
+    execute_from(store, config, request, actor, None)
+}
+
+/// Like [`execute`], recording the client's address (the admin API).
+pub fn execute_from(
+    store: &Store,
+    config: &Config,
+    request: &Request,
+    actor: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<String, Refusal> {
     let out = run(store, config, request)?;
     if let Some((action, detail)) = request.action() {
         let event = AuditEvent {
             actor: actor.to_string(),
             action: action.to_string(),
-            ip: None,
+            ip,
             detail,
         };
         store.log_event(&event)?;

@@ -1,6 +1,8 @@
 //! `postern`: the all-in-one mail server. Wiring only: the CLI, and which crate does
 //! what.
 #![deny(unsafe_code)]
+// The OpenAPI document is one serde_json::json! literal.
+#![recursion_limit = "512"]
 
 mod admin;
 mod api;

@@ -193,6 +193,7 @@ async fn serve(config: Config) -> Result<()> {
     ));
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
     let web = Arc::new(crate::web::Web {
+        config: Arc::new(config.clone()),
         api: crate::api::Api::new(&config.admin, auth.clone()),
         admin_host: config.admin.host.trim_end_matches('.').to_ascii_lowercase(),
         ready: std::sync::atomic::AtomicBool::new(false),

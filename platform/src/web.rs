@@ -65,6 +65,8 @@ impl Default for HttpsConfig {
 
 /// What the handlers need.
 pub struct Web {
+    /// The configuration in effect.
+    pub config: Arc<crate::config::Config>,
     /// The admin API's tokens and login limiter.
     pub api: crate::api::Api,
     /// `[admin] host` (empty: `my.<domain>` of any of our domains).
@@ -431,6 +433,7 @@ mod tests {
             &Default::default(),
         ));
         let web = Web {
+            config: Arc::new(crate::config::Config::default()),
             api: crate::api::Api::new(&Default::default(), auth),
             admin_host: String::new(),
             ready: std::sync::atomic::AtomicBool::new(true),

@@ -183,6 +183,106 @@ fn admin_api_users_and_domains() {
     let (code, _) = api(&setup, ADMIN, "DELETE", "/domains/other.test", t, None);
     assert_eq!(code, 204);
 
+    // Aliases: create, replace the targets, delete.
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "POST",
+        "/aliases",
+        t,
+        Some(r#"{"address": "team@example.test", "targets": ["bob@example.test"]}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "PUT",
+        "/aliases/team@example.test",
+        t,
+        Some(r#"{"targets": ["bob@example.test", "admin@example.test"]}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""targets":["bob@example.test","admin@example.test"]"#),
+        "{body}"
+    );
+    assert_eq!(
+        api(
+            &setup,
+            ADMIN,
+            "DELETE",
+            "/aliases/team@example.test",
+            t,
+            None
+        )
+        .0,
+        204
+    );
+
+    // DKIM: rotation adds two inactive keys; activating one retires its predecessor
+    // from signing.
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "POST",
+        "/domains/example.test/dkim/rotate",
+        t,
+        None,
+    );
+    assert_eq!(code, 201, "{body}");
+    let keys: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 4, "{body}");
+    let new = keys.iter().find(|k| k["active"] == false).unwrap();
+    let selector = new["selector"].as_str().unwrap();
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "POST",
+        &format!("/domains/example.test/dkim/{selector}/activate"),
+        t,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let keys: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let active: Vec<_> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["active"] == true)
+        .map(|k| k["selector"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(active.len(), 2, "{body}");
+    assert!(active.iter().any(|s| s == selector), "{body}");
+
+    // Read-only views: the queue, the configuration, the DNS check, the log filtered.
+    let (code, body) = api(&setup, ADMIN, "GET", "/queue", t, None);
+    assert_eq!((code, body.as_str()), (200, "[]"));
+    let (code, body) = api(&setup, ADMIN, "GET", "/config", t, None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""hostname":"mail.example.test""#), "{body}");
+    let (code, body) = api(&setup, ADMIN, "GET", "/domains/example.test/dns", t, None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""verdict":"ok""#) && body.contains(r#""verdict":"wrong""#),
+        "{body}"
+    );
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "GET",
+        "/log?action=user-add&limit=5",
+        t,
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let entries: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e["action"] == "user-add"), "{body}");
+    let (code, body) = api(&setup, ADMIN, "GET", "/log?since=yesterday", t, None);
+    assert_eq!(code, 400, "{body}");
+
     // Every change is in the activity log with who and from where.
     let log = setup.cli_ok(&["log"], None).unwrap();
     for action in [
@@ -259,4 +359,76 @@ fn login_attempts_are_rate_limited_per_client_address() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.ends_with("\n200"), "{text}");
     assert!(text.contains("\"token\""), "{text}");
+}
+
+/// Installs schemathesis (PyPI) in a venv of its own once; fails loudly if it cannot.
+fn schemathesis() -> std::path::PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let venv = std::path::PathBuf::from(home).join(".cache/postern-schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    if !bin.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "schemathesis==4.32.5"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install schemathesis failed");
+    }
+    bin
+}
+
+#[test]
+fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        format!("{config}\n[admin]\nhost = \"127.0.0.1\"\nlogin_attempts_per_second = 1000\n"),
+    )
+    .unwrap();
+    let _server = setup.serve().unwrap();
+    let (code, body) = api(
+        &setup,
+        "127.0.0.1",
+        "POST",
+        "/login",
+        None,
+        Some(&format!(
+            r#"{{"email": "admin@example.test", "password": "{}"}}"#,
+            setup.password
+        )),
+    );
+    assert_eq!(code, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    let port = setup.ports.https.port();
+    let out = Command::new(schemathesis())
+        .args(["run", &format!("https://127.0.0.1:{port}/api/v1/openapi.json")])
+        .args(["--url", &format!("https://127.0.0.1:{port}/api/v1")])
+        .args(["--tls-verify", "false"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "25", "--request-timeout", "20"])
+        // Logging in with generated credentials would only trip the failed-login limiter.
+        .args(["--exclude-operation-id", "login"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    // Every operation but login was exercised, and every generated case passed.
+    assert!(text.contains("Tested: 24"), "{text}");
+    assert!(!text.contains(" failed"), "{text}");
 }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::web::{Web, client_ip};
+
+mod directory;
+mod mail;
+mod openapi;
+mod system;
 
 /// `[admin]`: the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -76,7 +81,7 @@ impl Api {
 }
 
 /// An API error: status, stable code, message.
-struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -103,16 +108,49 @@ impl From<store::Error> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// The `/api/v1` routes.
 pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .route("/login", post(login))
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/{email}", delete(delete_user).patch(update_user))
-        .route("/domains", get(list_domains).post(create_domain))
-        .route("/domains/{name}", delete(delete_domain))
+        .route(
+            "/users",
+            get(directory::list_users).post(directory::create_user),
+        )
+        .route(
+            "/users/{email}",
+            delete(directory::delete_user).patch(directory::update_user),
+        )
+        .route(
+            "/domains",
+            get(directory::list_domains).post(directory::create_domain),
+        )
+        .route("/domains/{name}", delete(directory::delete_domain))
+        .route(
+            "/aliases",
+            get(directory::list_aliases).post(directory::create_alias),
+        )
+        .route(
+            "/aliases/{address}",
+            delete(directory::delete_alias).put(directory::replace_alias),
+        )
+        .route("/domains/{name}/dkim", get(mail::list_dkim))
+        .route("/domains/{name}/dkim/rotate", post(mail::rotate_dkim))
+        .route("/domains/{name}/dkim/{selector}", delete(mail::retire_dkim))
+        .route(
+            "/domains/{name}/dkim/{selector}/activate",
+            post(mail::activate_dkim),
+        )
+        .route("/domains/{name}/dns", get(system::check_dns))
+        .route("/queue", get(mail::list_queue))
+        .route("/queue/{id}", delete(mail::drop_queued))
+        .route("/queue/{id}/retry", post(mail::retry_queued))
+        .route("/apps", get(system::list_apps).post(system::create_app))
+        .route("/apps/{name}", delete(system::delete_app))
+        .route("/log", get(system::activity_log))
+        .route("/config", get(system::effective_config))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .with_state(web.clone())
         .layer(axum::middleware::from_fn_with_state(web, only_admin_host))
@@ -152,7 +190,7 @@ async fn only_admin_host(
 }
 
 /// Runs store work on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
@@ -254,7 +292,7 @@ async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
 }
 
 /// The administrator a request's bearer token belongs to, with the client's address.
-fn authorize(
+pub(crate) fn authorize(
     web: &Web,
     request_headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
@@ -282,14 +320,14 @@ fn authorize(
 }
 
 /// Who is calling.
-struct Caller {
-    email: String,
-    ip: Option<IpAddr>,
+pub(crate) struct Caller {
+    pub email: String,
+    pub ip: Option<IpAddr>,
 }
 
 impl Caller {
     /// Records a change in the activity log.
-    fn log(&self, store: &store::Store, action: &str, detail: String) {
+    pub fn log(&self, store: &store::Store, action: &str, detail: String) {
         let event = store::AuditEvent {
             actor: self.email.clone(),
             action: action.to_string(),
@@ -302,43 +340,15 @@ impl Caller {
     }
 }
 
-/// Extracts the caller from the request parts.
-macro_rules! caller {
-    ($web:expr, $request:expr) => {
-        authorize(&$web, $request.headers(), client_ip(&$request))?
-    };
-}
-
-fn user_json(a: &store::Account) -> serde_json::Value {
-    json!({
-        "email": a.email,
-        "quota_bytes": a.quota_bytes,
-        "used_bytes": a.used_bytes,
-        "admin": a.admin,
-    })
-}
-
-async fn list_users(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
-    caller!(web, request);
-    let store = web.store.clone();
-    let users = blocking(move || Ok(store.accounts()?)).await?;
-    Ok(Json(users.iter().map(user_json).collect::<Vec<_>>()).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    email: String,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    quota_bytes: u64,
-    #[serde(default)]
-    admin: bool,
+/// The caller of a request, or `401`.
+pub(crate) fn caller(web: &Web, request: &Request) -> Result<Caller, ApiError> {
+    authorize(web, request.headers(), client_ip(request))
 }
 
 /// Reads a JSON body of type `T`, answering `400 bad_request` with the reason.
-async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: Request,
+) -> Result<T, ApiError> {
     let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
         .map_err(|_| {
@@ -352,185 +362,9 @@ async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<T
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
 }
 
-async fn create_user(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
-    let caller = caller!(web, request);
-    let new: NewUser = json_body(request).await?;
-    let store = web.store.clone();
-    let (account, generated) = blocking(move || {
-        let (password, generated) = match new.password {
-            Some(p) => {
-                common::auth::check_policy(&p).map_err(|e| {
-                    ApiError(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "weak_password",
-                        e.to_string(),
-                    )
-                })?;
-                (p, None)
-            }
-            None => {
-                let p = common::auth::generate_password().map_err(|e| {
-                    ApiError(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        e.to_string(),
-                    )
-                })?;
-                (p.clone(), Some(p))
-            }
-        };
-        let hash = common::auth::hash_password(&password).map_err(|e| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
-        let account = store.add_account(&new.email, &hash)?;
-        if new.quota_bytes > 0 {
-            store.set_quota(&account.email, new.quota_bytes)?;
-        }
-        if new.admin {
-            store.set_admin(&account.email, true)?;
-        }
-        caller.log(&store, "user-add", account.email.clone());
-        let account = store.account(&account.email)?.unwrap_or(account);
-        Ok((account, generated))
-    })
-    .await?;
-    let mut body = user_json(&account);
-    if let Some(p) = generated {
-        body["password"] = json!(p);
+/// A refusal of the admin commands (`postern` CLI), as `422 refused`.
+impl From<crate::admin::Refusal> for ApiError {
+    fn from(r: crate::admin::Refusal) -> Self {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, "refused", r.0)
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserChange {
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    quota_bytes: Option<u64>,
-    #[serde(default)]
-    admin: Option<bool>,
-}
-
-async fn update_user(
-    State(web): State<Arc<Web>>,
-    Path(email): Path<String>,
-    request: Request,
-) -> ApiResult {
-    let caller = caller!(web, request);
-    let change: UserChange = json_body(request).await?;
-    let store = web.store.clone();
-    let account = blocking(move || {
-        if store.account(&email)?.is_none() {
-            return Err(store::Error::NotFound(format!("the account {email}")).into());
-        }
-        if let Some(p) = &change.password {
-            common::auth::check_policy(p).map_err(|e| {
-                ApiError(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "weak_password",
-                    e.to_string(),
-                )
-            })?;
-            let hash = common::auth::hash_password(p).map_err(|e| {
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    e.to_string(),
-                )
-            })?;
-            store.set_password(&email, &hash)?;
-            caller.log(&store, "user-passwd", email.clone());
-        }
-        if let Some(q) = change.quota_bytes {
-            store.set_quota(&email, q)?;
-            caller.log(&store, "user-quota", format!("{email} {q}"));
-        }
-        if let Some(a) = change.admin {
-            store.set_admin(&email, a)?;
-            caller.log(&store, "user-admin", format!("{email} {a}"));
-        }
-        store
-            .account(&email)?
-            .ok_or_else(|| store::Error::NotFound(format!("the account {email}")).into())
-    })
-    .await?;
-    Ok(Json(user_json(&account)).into_response())
-}
-
-async fn delete_user(
-    State(web): State<Arc<Web>>,
-    Path(email): Path<String>,
-    request: Request,
-) -> ApiResult {
-    let caller = caller!(web, request);
-    if caller.email.eq_ignore_ascii_case(&email) {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            "self",
-            "An administrator cannot delete their own account".into(),
-        ));
-    }
-    let store = web.store.clone();
-    blocking(move || {
-        store.delete_account(&email)?;
-        caller.log(&store, "user-del", email.to_ascii_lowercase());
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn list_domains(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
-    caller!(web, request);
-    let store = web.store.clone();
-    let domains = blocking(move || Ok(store.domains()?)).await?;
-    Ok(Json(
-        domains
-            .iter()
-            .map(|d| json!({"name": d.name}))
-            .collect::<Vec<_>>(),
-    )
-    .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewDomain {
-    name: String,
-}
-
-async fn create_domain(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
-    let caller = caller!(web, request);
-    let new: NewDomain = json_body(request).await?;
-    let store = web.store.clone();
-    let domain = blocking(move || {
-        let domain = store.add_domain(&new.name)?;
-        crate::admin::generate_dkim_keys(&store, &domain.name, true)
-            .map_err(|r| ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.0))?;
-        caller.log(&store, "domain-add", domain.name.clone());
-        Ok(domain)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(json!({"name": domain.name}))).into_response())
-}
-
-async fn delete_domain(
-    State(web): State<Arc<Web>>,
-    Path(name): Path<String>,
-    request: Request,
-) -> ApiResult {
-    let caller = caller!(web, request);
-    let store = web.store.clone();
-    blocking(move || {
-        store.delete_domain(&name)?;
-        caller.log(&store, "domain-del", name.to_ascii_lowercase());
-        Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
