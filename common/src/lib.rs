@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod dns;
+pub mod metrics;
 pub mod net;
 pub mod rate;
 pub mod tls;

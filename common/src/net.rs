@@ -288,6 +288,7 @@ impl Driver {
                 tls: mode == TlsMode::Implicit,
                 starttls: mode == TlsMode::StartTls,
             };
+            crate::metrics::inc("postern_connections_total", Some(("listener", name)));
             let slot = self.admit(peer.ip(), name);
             let driver = self.clone();
             let protocol = protocol.clone();
@@ -347,13 +348,16 @@ impl Driver {
             .as_ref()
             .ok_or_else(|| io::Error::other("no TLS configured"))?;
         let accept = tls.acceptor().accept(tcp);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-            Ok(stream) => Ok(Stream::Tls(Box::new(stream?))),
+        let result = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(stream) => stream.map(|s| Stream::Tls(Box::new(s))),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "TLS handshake timed out",
             )),
-        }
+        };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        crate::metrics::inc("postern_tls_handshakes_total", Some(("result", outcome)));
+        result
     }
 
     async fn run_session<P: Protocol>(

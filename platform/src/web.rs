@@ -114,6 +114,7 @@ pub fn serve_https(
         .fallback(https)
         .with_state(web.clone())
         .nest("/api/v1", crate::api::router(web.clone()))
+        .merge(crate::api::metrics::router(web.clone()))
         .layer(axum::middleware::from_fn_with_state(
             web.clone(),
             security_headers,
@@ -150,7 +151,12 @@ fn accept_loop(
                     Some(acceptor) => {
                         let handshake =
                             tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-                        if let Ok(Ok(stream)) = handshake.await {
+                        let stream = handshake.await.ok().and_then(Result::ok);
+                        common::metrics::inc(
+                            "postern_tls_handshakes_total",
+                            Some(("result", if stream.is_some() { "ok" } else { "failed" })),
+                        );
+                        if let Some(stream) = stream {
                             let _ = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;

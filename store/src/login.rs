@@ -143,6 +143,7 @@ impl Authenticator {
             }
         };
         if let Err(wait) = self.limiter.check(ip) {
+            common::metrics::inc("postern_logins_limited_total", Some(("service", service)));
             log("login-limited");
             return Err(LoginError::Limited(wait));
         }
@@ -175,6 +176,7 @@ impl Authenticator {
             }
             _ => {
                 self.limiter.record_failure(ip);
+                common::metrics::inc("postern_login_failures_total", Some(("service", service)));
                 log("login-failed");
                 Err(LoginError::Failed)
             }

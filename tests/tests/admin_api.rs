@@ -432,3 +432,89 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     assert!(text.contains("Tested: 24"), "{text}");
     assert!(!text.contains(" failed"), "{text}");
 }
+
+/// `GET https://my.example.test/metrics` with `token`: (status, body).
+fn metrics(setup: &Setup, token: Option<&str>) -> (u16, String) {
+    let curl = ensure_tool("curl", "curl").unwrap();
+    let port = setup.ports.https.port();
+    let mut cmd = Command::new(curl);
+    cmd.args([
+        "-sS",
+        "-k",
+        "--resolve",
+        &format!("{ADMIN}:{port}:127.0.0.1"),
+    ])
+    .args(["-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd
+        .arg(format!("https://{ADMIN}:{port}/metrics"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn metrics_count_deliveries_and_failed_logins() {
+    let setup = Setup::quickstart("admin@example.test", "[spam]\ndnsbl = []\n").unwrap();
+    let _server = setup.serve().unwrap();
+    let (code, body) = login(&setup, "admin@example.test", &setup.password);
+    assert_eq!(code, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    assert_eq!(metrics(&setup, None).0, 401);
+    let (code, before) = metrics(&setup, Some(&token));
+    assert_eq!(code, 200, "{before}");
+    assert!(
+        !before.contains("postern_messages_accepted_total"),
+        "{before}"
+    );
+    assert!(
+        !before.contains("postern_login_failures_total{service=\"admin-api\"}"),
+        "{before}"
+    );
+
+    // One delivery and one failed login.
+    let out = tests::imap::run(
+        r#"
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
+    s.sendmail("ann@remote.test", ["admin@example.test"], b"Subject: metrics\r\n\r\nhi\r\n")
+print("sent")
+"#,
+        &[&setup.ports.smtp.port().to_string()],
+    );
+    assert!(out.contains("sent"), "{out}");
+    assert_eq!(login(&setup, "admin@example.test", "Wrong-Pass-1!").0, 401);
+
+    let (code, after) = metrics(&setup, Some(&token));
+    assert_eq!(code, 200, "{after}");
+    for line in [
+        "# TYPE postern_messages_accepted_total counter\npostern_messages_accepted_total 1\n",
+        "postern_login_failures_total{service=\"admin-api\"} 1\n",
+        "postern_connections_total{listener=\"smtp\"} 1\n",
+        "postern_queue_messages 0\n",
+    ] {
+        assert!(after.contains(line), "{line:?} not in\n{after}");
+    }
+    assert!(
+        after.contains("postern_tls_handshakes_total{result=\"ok\"}"),
+        "{after}"
+    );
+    let expiry: i64 = after
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("postern_certificate_expiry_timestamp_seconds{name=\"default\"} ")
+        })
+        .unwrap_or_else(|| panic!("{after}"))
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(expiry > now, "{expiry} <= {now}");
+}

@@ -25,6 +25,7 @@ use crate::web::{Web, client_ip};
 
 mod directory;
 mod mail;
+pub mod metrics;
 mod openapi;
 mod system;
 
@@ -162,7 +163,7 @@ async fn not_found() -> ApiError {
 
 /// The API answers only on the admin host: `[admin] host`, or `my.<domain>` for one
 /// of our domains when that is empty.
-async fn only_admin_host(
+pub(crate) async fn only_admin_host(
     State(web): State<Arc<Web>>,
     request: Request,
     next: axum::middleware::Next,

@@ -536,10 +536,12 @@ fn record(message: &mut QueuedMessage, i: usize, result: Result1) {
     };
     match result {
         Result1::Delivered(reply) => {
+            common::metrics::inc("postern_deliveries_total", Some(("result", "delivered")));
             tracing::info!(id, to = %r.address, %reply, "delivered");
             r.state = RecipientState::Delivered { reply };
         }
         Result1::Temporary(text) => {
+            common::metrics::inc("postern_deliveries_total", Some(("result", "deferred")));
             tracing::info!(id, to = %r.address, error = %text, "temporary failure");
             r.last_error = Some(text);
         }
@@ -548,6 +550,7 @@ fn record(message: &mut QueuedMessage, i: usize, result: Result1) {
             reply,
             remote,
         } => {
+            common::metrics::inc("postern_deliveries_total", Some(("result", "failed")));
             tracing::info!(id, to = %r.address, %status, %reply, "permanent failure");
             r.state = RecipientState::Failed {
                 status,

@@ -85,7 +85,7 @@ impl Session {
         }
         if txn.too_big {
             let max = self.context.config.max_message_size;
-            super::Stats::count(&self.context.stats.rejected);
+            self.context.stats.rejected("size");
             return reply(
                 552,
                 "5.3.4",
@@ -96,7 +96,7 @@ impl Session {
             // SMTP smuggling defence: a bare LF or CR could make another server see a
             // different end of data (RFC 5321 §2.3.8). We refuse the message.
             tracing::info!(peer = %self.info.peer, offset, "message with a bare CR or LF refused");
-            super::Stats::count(&self.context.stats.rejected);
+            self.context.stats.rejected("bare-line-ending");
             return reply(
                 554,
                 "5.6.0",
@@ -234,7 +234,7 @@ impl Session {
                 )
             }
             Ok(Ok(delivery::sieve::Delivered::Stored { .. })) => {
-                super::Stats::count(&self.context.stats.accepted);
+                self.context.stats.accepted();
                 tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, rcpts = txn.recipients.len(), "message accepted");
                 reply(250, "2.0.0", &format!("Message accepted as {id}"))
             }

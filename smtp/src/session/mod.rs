@@ -123,6 +123,19 @@ impl Stats {
     pub fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts an accepted message (here and in the process-wide metrics).
+    pub fn accepted(&self) {
+        Stats::count(&self.accepted);
+        common::metrics::inc("postern_messages_accepted_total", None);
+    }
+
+    /// Counts a message refused for `reason` without an activity-log entry (size,
+    /// bare line endings).
+    pub fn rejected(&self, reason: &str) {
+        Stats::count(&self.rejected);
+        common::metrics::inc("postern_messages_rejected_total", Some(("reason", reason)));
+    }
 }
 
 /// The SMTP protocol for the network driver.
@@ -345,6 +358,7 @@ impl Session {
     /// `sender` is the envelope sender tried (default: the transaction's).
     pub(crate) async fn log_rejection(&self, sender: Option<&str>, action: &str, detail: String) {
         Stats::count(&self.context.stats.rejected);
+        common::metrics::inc("postern_messages_rejected_total", Some(("reason", action)));
         let store = self.context.store.clone();
         let sender = sender.or(self.transaction.as_ref().map(|t| t.mail_from.as_str()));
         let event = store::AuditEvent {

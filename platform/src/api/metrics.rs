@@ -1,0 +1,92 @@
+//! Prometheus metrics at `/metrics` on the admin host (an admin token needed): the
+//! process-wide counters (connections, TLS handshakes, messages accepted and rejected
+//! by reason, deliveries, login failures) and gauges read at scrape time (the queue,
+//! each certificate's expiry).
+
+use std::fmt::Write as _;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::{ApiResult, blocking, caller};
+use crate::web::Web;
+
+/// The `/metrics` route, on the admin host only.
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(web.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            web,
+            super::only_admin_host,
+        ))
+}
+
+async fn metrics(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
+    caller(&web, &request)?;
+    let store = web.store.clone();
+    let config = web.config.clone();
+    let text = blocking(move || {
+        let mut text = common::metrics::render();
+        let queued = store.queued()?;
+        let recipients: usize = queued
+            .iter()
+            .map(|m| m.recipients.iter().filter(|r| r.state == store::RecipientState::Pending).count())
+            .sum();
+        let _ = writeln!(
+            text,
+            "# TYPE postern_queue_messages gauge\npostern_queue_messages {}\n# TYPE postern_queue_recipients_pending gauge\npostern_queue_recipients_pending {recipients}",
+            queued.len()
+        );
+        let _ = writeln!(text, "# TYPE postern_certificate_expiry_timestamp_seconds gauge");
+        for (name, expiry) in certificates(&config) {
+            let _ = writeln!(
+                text,
+                "postern_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {expiry}",
+                common::metrics::escape(&name)
+            );
+        }
+        Ok(text)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// Each certificate the listeners serve (the default and the SNI ones) with its
+/// expiry as a Unix time; files that cannot be read or parsed are left out.
+fn certificates(config: &crate::config::Config) -> Vec<(String, i64)> {
+    let tls_dir = config.data_dir.join("tls");
+    let default = if config.tls.cert.as_os_str().is_empty() {
+        tls_dir.join("cert.pem")
+    } else {
+        config.tls.cert.clone()
+    };
+    let mut files: Vec<(String, PathBuf)> = vec![("default".into(), default)];
+    if let Ok(entries) = std::fs::read_dir(tls_dir.join("sni")) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("pem")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                files.push((stem.to_string(), path));
+            }
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(name, path)| Some((name, not_after(&path)?)))
+        .collect()
+}
+
+/// The notAfter of the first certificate in a PEM file.
+fn not_after(path: &FsPath) -> Option<i64> {
+    let pem = std::fs::read(path).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
