@@ -258,6 +258,13 @@ fn admin_api_users_and_domains() {
     // Read-only views: the queue, the configuration, the DNS check, the log filtered.
     let (code, body) = api(&setup, ADMIN, "GET", "/queue", t, None);
     assert_eq!((code, body.as_str()), (200, "[]"));
+    let (code, body) = api(&setup, ADMIN, "GET", "/certificates", t, None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""name":"default""#) && body.contains(r#""not_after":"#),
+        "{body}"
+    );
+    assert!(body.contains("mail.example.test"), "{body}");
     let (code, body) = api(&setup, ADMIN, "GET", "/config", t, None);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""hostname":"mail.example.test""#), "{body}");
@@ -429,7 +436,7 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     );
     assert!(out.status.success(), "{text}");
     // Every operation but login was exercised, and every generated case passed.
-    assert!(text.contains("Tested: 24"), "{text}");
+    assert!(text.contains("Tested: 26"), "{text}");
     assert!(!text.contains(" failed"), "{text}");
 }
 

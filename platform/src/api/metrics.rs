@@ -57,9 +57,17 @@ async fn metrics(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
-/// Each certificate the listeners serve (the default and the SNI ones) with its
-/// expiry as a Unix time; files that cannot be read or parsed are left out.
-fn certificates(config: &crate::config::Config) -> Vec<(String, i64)> {
+/// `GET /api/v1/certificates`: each certificate the listeners serve, its names and
+/// when it expires.
+pub(super) async fn list_certificates(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
+    caller(&web, &request)?;
+    let config = web.config.clone();
+    let list = blocking(move || Ok(certificate_details(&config))).await?;
+    Ok(axum::Json(list).into_response())
+}
+
+/// The certificate files: the default pair's and each SNI one, by name.
+fn certificate_files(config: &crate::config::Config) -> Vec<(String, PathBuf)> {
     let tls_dir = config.data_dir.join("tls");
     let default = if config.tls.cert.as_os_str().is_empty() {
         tls_dir.join("cert.pem")
@@ -77,7 +85,53 @@ fn certificates(config: &crate::config::Config) -> Vec<(String, i64)> {
             }
         }
     }
+    files.sort();
     files
+}
+
+fn certificate_details(config: &crate::config::Config) -> Vec<serde_json::Value> {
+    certificate_files(config)
+        .into_iter()
+        .filter_map(|(name, path)| {
+            let pem = std::fs::read(&path).ok()?;
+            let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+            let cert = pem.parse_x509().ok()?;
+            let names: Vec<String> = cert
+                .subject_alternative_name()
+                .ok()
+                .flatten()
+                .map(|san| {
+                    san.value
+                        .general_names
+                        .iter()
+                        .filter_map(|n| match n {
+                            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let time = |t: i64| {
+                let t =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0).unsigned_abs());
+                humantime::format_rfc3339_seconds(t).to_string()
+            };
+            Some(serde_json::json!({
+                "name": name,
+                "path": path.display().to_string(),
+                "names": names,
+                "issuer": cert.issuer().to_string(),
+                "not_before": time(cert.validity().not_before.timestamp()),
+                "not_after": time(cert.validity().not_after.timestamp()),
+            }))
+        })
+        .collect()
+}
+
+/// Each certificate the listeners serve (the default and the SNI ones) with its
+/// expiry as a Unix time; files that cannot be read or parsed are left out.
+fn certificates(config: &crate::config::Config) -> Vec<(String, i64)> {
+    certificate_files(config)
         .into_iter()
         .filter_map(|(name, path)| Some((name, not_after(&path)?)))
         .collect()

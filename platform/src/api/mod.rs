@@ -148,9 +148,13 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/queue/{id}", delete(mail::drop_queued))
         .route("/queue/{id}/retry", post(mail::retry_queued))
         .route("/apps", get(system::list_apps).post(system::create_app))
-        .route("/apps/{name}", delete(system::delete_app))
+        .route(
+            "/apps/{name}",
+            delete(system::delete_app).patch(system::update_app),
+        )
         .route("/log", get(system::activity_log))
         .route("/config", get(system::effective_config))
+        .route("/certificates", get(metrics::list_certificates))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .with_state(web.clone())

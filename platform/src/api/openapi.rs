@@ -144,6 +144,8 @@ pub fn spec() -> Value {
             },
             "/apps/{name}": {
                 "parameters": [path_param("name", string.clone())],
+                "patch": {"operationId": "updateApp", "requestBody": body("AppChange"),
+                    "responses": ok("200", "The app", Some(reference("App")), &["400", "401", "404", "409", "422", "503"])},
                 "delete": {"operationId": "deleteApp", "responses": ok("204", "Removed", None, &["401", "404", "503"])}
             },
             "/queue": {
@@ -170,6 +172,9 @@ pub fn spec() -> Value {
                     ],
                     "responses": ok("200", "The newest matching entries, oldest first", Some(array("LogEntry")), &["400", "401", "503"])
                 }
+            },
+            "/certificates": {
+                "get": {"operationId": "listCertificates", "responses": ok("200", "The certificates served, with their expiry", Some(array("Certificate")), auth_errors)}
             },
             "/config": {
                 "get": {"operationId": "effectiveConfig", "responses": ok("200", "The configuration in effect (read-only)", Some(json!({"type": "object"})), auth_errors)}
@@ -198,6 +203,12 @@ pub fn spec() -> Value {
                     "targets": {"type": "array", "items": string.clone()}}},
                 "App": {"type": "object", "required": ["name", "host", "upstream"], "properties": {
                     "name": string.clone(), "host": string.clone(), "upstream": string.clone()}},
+                "AppChange": {"type": "object", "additionalProperties": false, "properties": {
+                    "upstream": string.clone(), "host": string.clone()}},
+                "Certificate": {"type": "object", "required": ["name", "path", "names", "issuer", "not_before", "not_after"], "properties": {
+                    "name": string.clone(), "path": string.clone(), "names": {"type": "array", "items": string.clone()},
+                    "issuer": string.clone(), "not_before": {"type": "string", "format": "date-time"},
+                    "not_after": {"type": "string", "format": "date-time"}}},
                 "NewApp": {"type": "object", "required": ["name", "upstream"], "additionalProperties": false, "properties": {
                     "name": string.clone(), "upstream": string.clone(), "host": string.clone()}},
                 "DkimKey": {"type": "object", "required": ["selector", "algorithm", "active", "created", "record_name"], "properties": {

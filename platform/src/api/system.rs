@@ -61,6 +61,51 @@ pub(super) async fn create_app(State(web): State<Arc<Web>>, request: Request) ->
     Ok((StatusCode::CREATED, Json(app_json(&app))).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppChange {
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+/// Changes an app's upstream or host (the old settings stay if the new ones are refused).
+pub(super) async fn update_app(
+    State(web): State<Arc<Web>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let caller = caller(&web, &request)?;
+    let change: AppChange = json_body(request).await?;
+    let store = web.store.clone();
+    let app = blocking(move || {
+        let name = name.to_ascii_lowercase();
+        let Some(old) = store.apps()?.into_iter().find(|a| a.name == name) else {
+            return Err(store::Error::NotFound(format!("the app {name}")).into());
+        };
+        store.remove_app(&old.name)?;
+        let host = change.host.unwrap_or_else(|| old.host.clone());
+        let upstream = change.upstream.unwrap_or_else(|| old.upstream.clone());
+        match store.add_app(&old.name, &host, &upstream) {
+            Ok(app) => {
+                caller.log(
+                    &store,
+                    "app-update",
+                    format!("{} {} -> {}", app.name, app.host, app.upstream),
+                );
+                Ok(app)
+            }
+            Err(e) => {
+                store.add_app(&old.name, &old.host, &old.upstream)?;
+                Err(e.into())
+            }
+        }
+    })
+    .await?;
+    Ok(Json(app_json(&app)).into_response())
+}
+
 pub(super) async fn delete_app(
     State(web): State<Arc<Web>>,
     Path(name): Path<String>,
