@@ -398,21 +398,9 @@ impl Store {
     /// merged); [`Error::NoSuchDomain`] if the domain is not local.
     pub fn add_alias(&self, address: &str, targets: &[String]) -> Result<Alias, Error> {
         let address = normalize_alias_address(address)?;
-        let mut normalized: Vec<String> = Vec::with_capacity(targets.len());
-        for target in targets {
-            let target = normalize_address(target)?;
-            if !normalized.contains(&target) {
-                normalized.push(target);
-            }
-        }
-        if normalized.is_empty() {
-            return Err(Error::InvalidAddress(format!(
-                "the alias {address} has no targets"
-            )));
-        }
         let alias = Alias {
             address: address.clone(),
-            targets: normalized,
+            targets: normalize_targets(&address, targets)?,
         };
         self.write(|txn| {
             require_domain(txn, domain_of(&address))?;
@@ -428,6 +416,26 @@ impl Store {
             let mut aliases = txn.open_table(ALIASES)?;
             if aliases.get(address.as_str())?.is_some() {
                 return Err(Error::Exists(format!("the alias {address}")));
+            }
+            aliases.insert(address.as_str(), encode("an alias", &alias)?.as_slice())?;
+            Ok(())
+        })?;
+        self.notify(Change::Directory);
+        Ok(alias)
+    }
+
+    /// Replaces an alias's targets in one commit. [`Error::NotFound`] if there is no
+    /// alias with that address.
+    pub fn set_alias_targets(&self, address: &str, targets: &[String]) -> Result<Alias, Error> {
+        let address = normalize_alias_address(address)?;
+        let alias = Alias {
+            address: address.clone(),
+            targets: normalize_targets(&address, targets)?,
+        };
+        self.write(|txn| {
+            let mut aliases = txn.open_table(ALIASES)?;
+            if aliases.get(address.as_str())?.is_none() {
+                return Err(Error::NotFound(format!("the alias {address}")));
             }
             aliases.insert(address.as_str(), encode("an alias", &alias)?.as_slice())?;
             Ok(())
@@ -469,11 +477,53 @@ impl Store {
     }
 }
 
+/// Alias targets normalised and de-duplicated; at least one.
+fn normalize_targets(address: &str, targets: &[String]) -> Result<Vec<String>, Error> {
+    let mut normalized: Vec<String> = Vec::with_capacity(targets.len());
+    for target in targets {
+        let target = normalize_address(target)?;
+        if !normalized.contains(&target) {
+            normalized.push(target);
+        }
+    }
+    if normalized.is_empty() {
+        return Err(Error::InvalidAddress(format!(
+            "the alias {address} has no targets"
+        )));
+    }
+    Ok(normalized)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util;
 
+    #[test]
+    fn alias_targets_are_replaced_in_one_step() {
+        let (_dir, store) = test_util::store();
+        store.add_domain("example.org").unwrap();
+        assert!(matches!(
+            store.set_alias_targets("team@example.org", &["a@example.net".into()]),
+            Err(Error::NotFound(_))
+        ));
+        store
+            .add_alias("team@example.org", &["a@example.net".into()])
+            .unwrap();
+        let alias = store
+            .set_alias_targets(
+                "Team@example.org",
+                &["B@example.net".into(), "b@example.net".into()],
+            )
+            .unwrap();
+        assert_eq!(alias.targets, vec!["b@example.net".to_string()]);
+        // An empty list is refused and changes nothing.
+        assert!(store.set_alias_targets("team@example.org", &[]).is_err());
+        assert_eq!(
+            store.alias("team@example.org").unwrap().unwrap().targets,
+            vec!["b@example.net".to_string()]
+        );
+    }
     #[test]
     fn addresses_are_validated_and_lowered() {
         assert_eq!(

@@ -274,18 +274,7 @@ pub(super) async fn replace_alias(
     let change: AliasTargets = json_body(request).await?;
     let store = web.store.clone();
     let alias = blocking(move || {
-        let Some(old) = store.alias(&address)? else {
-            return Err(store::Error::NotFound(format!("the alias {address}")).into());
-        };
-        store.delete_alias(&old.address)?;
-        let alias = match store.add_alias(&old.address, &change.targets) {
-            Ok(alias) => alias,
-            Err(e) => {
-                // Put the old one back: a bad target list changes nothing.
-                store.add_alias(&old.address, &old.targets)?;
-                return Err(e.into());
-            }
-        };
+        let alias = store.set_alias_targets(&address, &change.targets)?;
         caller.log(
             &store,
             "alias-update",
