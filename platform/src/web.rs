@@ -141,7 +141,16 @@ fn accept_loop(
             let tls = tls.clone();
             let service = TowerToHyperService::new(with_client(router.clone(), peer));
             tokio::spawn(async move {
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                // A client gets HEADER_TIMEOUT to send each request's head (slowloris).
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT);
+                builder
+                    .http2()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .keep_alive_interval(Some(HEADER_TIMEOUT));
                 match tls {
                     None => {
                         let _ = builder
@@ -168,6 +177,9 @@ fn accept_loop(
     });
     Ok(())
 }
+
+/// How long a client may take over one request's head; also the HTTP/2 ping interval.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -218,15 +230,20 @@ async fn rate_limit(
             if web.over_limit_log.should_log(&ip) {
                 tracing::warn!(%ip, "HTTP client over its request rate: 429 (logged once a minute per IP)");
             }
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, seconds.max(1).to_string())],
-                "Too many requests, try again later\n",
-            )
-                .into_response()
+            too_many(wait, "Too many requests, try again later\n")
         }
     }
+}
+
+/// `429 Too Many Requests` with `Retry-After` in whole seconds (at least 1).
+pub fn too_many(wait: Duration, body: impl IntoResponse) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.max(1).to_string())],
+        body,
+    )
+        .into_response()
 }
 
 /// The request's host name: the Host header (HTTP/1.1) or the authority (HTTP/2),

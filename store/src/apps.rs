@@ -82,6 +82,17 @@ impl Store {
     /// Adds an app. [`Error::Exists`] if the name or the host is taken,
     /// [`Error::Invalid`] for a bad name, host or upstream.
     pub fn add_app(&self, name: &str, host: &str, upstream: &str) -> Result<App, Error> {
+        self.put_app(name, host, upstream, false)
+    }
+
+    /// Changes an app's host or upstream in one commit. [`Error::NotFound`] for an
+    /// unknown name; the checks of [`Store::add_app`] otherwise.
+    pub fn update_app(&self, name: &str, host: &str, upstream: &str) -> Result<App, Error> {
+        self.put_app(name, host, upstream, true)
+    }
+
+    /// Adds an app, or with `replace` changes an existing one.
+    fn put_app(&self, name: &str, host: &str, upstream: &str, replace: bool) -> Result<App, Error> {
         let name = name.to_ascii_lowercase();
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         check_name(&name)?;
@@ -94,29 +105,31 @@ impl Store {
                 "the upstream {upstream:?} must be HOST:PORT"
             )));
         }
-        let app = App {
-            name: name.clone(),
-            host: host.clone(),
-            upstream: upstream.to_string(),
-            created: now(),
-        };
-        let value = encode("an app", &app)?;
         self.write(|txn| {
             let mut table = txn.open_table(APPS)?;
-            if table.get(name.as_str())?.is_some() {
-                return Err(Error::Exists(format!("an app named {name}")));
-            }
+            let existing: Option<App> = decode_opt("an app", table.get(name.as_str())?)?;
+            let created = match (existing, replace) {
+                (Some(_), false) => return Err(Error::Exists(format!("an app named {name}"))),
+                (None, true) => return Err(Error::NotFound(format!("the app {name}"))),
+                (Some(old), true) => old.created,
+                (None, false) => now(),
+            };
             for row in table.iter()? {
                 let (_, v) = row?;
                 let other: App = decode("an app", v.value())?;
-                if other.host == host {
+                if other.host == host && other.name != name {
                     return Err(Error::Exists(format!("an app on {host} ({})", other.name)));
                 }
             }
-            table.insert(name.as_str(), value.as_slice())?;
-            Ok(())
-        })?;
-        Ok(app)
+            let app = App {
+                name: name.clone(),
+                host: host.clone(),
+                upstream: upstream.to_string(),
+                created,
+            };
+            table.insert(name.as_str(), encode("an app", &app)?.as_slice())?;
+            Ok(app)
+        })
     }
 
     /// Removes an app; [`Error::NotFound`] if there is none of that name.
@@ -165,6 +178,23 @@ mod tests {
             store.app_by_host("wiki.example.org").unwrap().unwrap().name,
             "wiki"
         );
+        // An update keeps the name and checks like an add.
+        let moved = store
+            .update_app("wiki", "docs.example.org", "127.0.0.1:9090")
+            .unwrap();
+        assert_eq!(moved.host, "docs.example.org");
+        assert_eq!(moved.upstream, "127.0.0.1:9090");
+        assert!(matches!(
+            store.update_app("wiki", "docs.example.org", "x"),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            store.update_app("nope", "n.example.org", "h:1"),
+            Err(Error::NotFound(_))
+        ));
+        store
+            .update_app("wiki", "wiki.example.org", "127.0.0.1:8080")
+            .unwrap();
         assert_eq!(store.apps().unwrap().len(), 1);
         store.remove_app("wiki").unwrap();
         assert!(matches!(store.remove_app("wiki"), Err(Error::NotFound(_))));

@@ -432,3 +432,25 @@ fn requests_over_the_rate_get_429_per_client_address() {
     assert!(headers.contains(" 200"), "{headers}");
     assert_eq!(body, "ok\n");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let _server = setup.serve().unwrap();
+    let out = tests::imap::run(
+        r#"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+s.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
+start = time.time()
+data = s.recv(4096)
+while data and not data.startswith(b"HTTP/1.1 408"):
+    data = s.recv(4096)
+took = time.time() - start
+assert 25 < took < 45, took
+print("cut off after %.0f s" % took)
+"#,
+        &[&setup.ports.http.port().to_string()],
+    );
+    assert!(out.contains("cut off after"), "{out}");
+}

@@ -40,40 +40,41 @@ struct NewUser {
     admin: bool,
 }
 
+/// The password hashed, if it meets the policy (`422 weak_password` otherwise).
+fn checked_hash(password: &str) -> Result<String, ApiError> {
+    common::auth::check_policy(password).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+            e.to_string(),
+        )
+    })?;
+    common::auth::hash_password(password).map_err(unavailable)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        e.to_string(),
+    )
+}
+
 pub(super) async fn create_user(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     let caller = caller(&web, &request)?;
     let new: NewUser = json_body(request).await?;
     let store = web.store.clone();
     let (account, generated) = blocking(move || {
-        let (password, generated) = match new.password {
-            Some(p) => {
-                common::auth::check_policy(&p).map_err(|e| {
-                    ApiError(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "weak_password",
-                        e.to_string(),
-                    )
-                })?;
-                (p, None)
-            }
+        let (hash, generated) = match new.password {
+            Some(p) => (checked_hash(&p)?, None),
             None => {
-                let p = common::auth::generate_password().map_err(|e| {
-                    ApiError(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        e.to_string(),
-                    )
-                })?;
-                (p.clone(), Some(p))
+                let p = common::auth::generate_password().map_err(unavailable)?;
+                (
+                    common::auth::hash_password(&p).map_err(unavailable)?,
+                    Some(p),
+                )
             }
         };
-        let hash = common::auth::hash_password(&password).map_err(|e| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
         let account = store.add_account(&new.email, &hash)?;
         if new.quota_bytes > 0 {
             store.set_quota(&account.email, new.quota_bytes)?;
@@ -117,20 +118,7 @@ pub(super) async fn update_user(
             return Err(store::Error::NotFound(format!("the account {email}")).into());
         }
         if let Some(p) = &change.password {
-            common::auth::check_policy(p).map_err(|e| {
-                ApiError(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "weak_password",
-                    e.to_string(),
-                )
-            })?;
-            let hash = common::auth::hash_password(p).map_err(|e| {
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    e.to_string(),
-                )
-            })?;
+            let hash = checked_hash(p)?;
             store.set_password(&email, &hash)?;
             caller.log(&store, "user-passwd", email.clone());
         }

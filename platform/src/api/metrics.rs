@@ -4,7 +4,7 @@
 //! each certificate's expiry).
 
 use std::fmt::Write as _;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,11 +44,12 @@ async fn metrics(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
             queued.len()
         );
         let _ = writeln!(text, "# TYPE postern_certificate_expiry_timestamp_seconds gauge");
-        for (name, expiry) in certificates(&config) {
+        for cert in certificates(&config) {
             let _ = writeln!(
                 text,
-                "postern_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {expiry}",
-                common::metrics::escape(&name)
+                "postern_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {}",
+                common::metrics::escape(&cert.name),
+                cert.not_after
             );
         }
         Ok(text)
@@ -89,14 +90,26 @@ fn certificate_files(config: &crate::config::Config) -> Vec<(String, PathBuf)> {
     files
 }
 
-fn certificate_details(config: &crate::config::Config) -> Vec<serde_json::Value> {
+/// What the API and the metrics say of a certificate.
+struct CertInfo {
+    name: String,
+    path: PathBuf,
+    names: Vec<String>,
+    issuer: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// Each certificate the listeners serve (the default and the SNI ones); files that
+/// cannot be read or parsed are left out.
+fn certificates(config: &crate::config::Config) -> Vec<CertInfo> {
     certificate_files(config)
         .into_iter()
         .filter_map(|(name, path)| {
             let pem = std::fs::read(&path).ok()?;
             let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
             let cert = pem.parse_x509().ok()?;
-            let names: Vec<String> = cert
+            let names = cert
                 .subject_alternative_name()
                 .ok()
                 .flatten()
@@ -111,36 +124,34 @@ fn certificate_details(config: &crate::config::Config) -> Vec<serde_json::Value>
                         .collect()
                 })
                 .unwrap_or_default();
-            let time = |t: i64| {
-                let t =
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0).unsigned_abs());
-                humantime::format_rfc3339_seconds(t).to_string()
-            };
-            Some(serde_json::json!({
-                "name": name,
-                "path": path.display().to_string(),
-                "names": names,
-                "issuer": cert.issuer().to_string(),
-                "not_before": time(cert.validity().not_before.timestamp()),
-                "not_after": time(cert.validity().not_after.timestamp()),
-            }))
+            Some(CertInfo {
+                names,
+                issuer: cert.issuer().to_string(),
+                not_before: cert.validity().not_before.timestamp(),
+                not_after: cert.validity().not_after.timestamp(),
+                name,
+                path,
+            })
         })
         .collect()
 }
 
-/// Each certificate the listeners serve (the default and the SNI ones) with its
-/// expiry as a Unix time; files that cannot be read or parsed are left out.
-fn certificates(config: &crate::config::Config) -> Vec<(String, i64)> {
-    certificate_files(config)
+fn certificate_details(config: &crate::config::Config) -> Vec<serde_json::Value> {
+    let time = |t: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0).unsigned_abs());
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    certificates(config)
         .into_iter()
-        .filter_map(|(name, path)| Some((name, not_after(&path)?)))
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "path": c.path.display().to_string(),
+                "names": c.names,
+                "issuer": c.issuer,
+                "not_before": time(c.not_before),
+                "not_after": time(c.not_after),
+            })
+        })
         .collect()
-}
-
-/// The notAfter of the first certificate in a PEM file.
-fn not_after(path: &FsPath) -> Option<i64> {
-    let pem = std::fs::read(path).ok()?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    Some(cert.validity().not_after.timestamp())
 }

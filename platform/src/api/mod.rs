@@ -216,30 +216,14 @@ struct Login {
 async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     let ip = client_ip(&request).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Err(wait) = web.api.login_limiter.acquire(&ip) {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, seconds.max(1).to_string())],
-            Json(json!({"code": "rate_limited", "message": "Too many login attempts, try again later"})),
-        )
-            .into_response());
+        return Ok(crate::web::too_many(
+            wait,
+            Json(
+                json!({"code": "rate_limited", "message": "Too many login attempts, try again later"}),
+            ),
+        ));
     }
-    let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
-        .await
-        .map_err(|_| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "unreadable body".into(),
-            )
-        })?;
-    let Login { email, password } = serde_json::from_slice(&body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("expected {{\"email\", \"password\"}}: {e}"),
-        )
-    })?;
+    let Login { email, password } = json_body(request).await?;
     let auth = web.api.auth.clone();
     let account = blocking(
         move || match auth.login(&email, &password, ip, "admin-api") {

@@ -70,7 +70,7 @@ struct AppChange {
     host: Option<String>,
 }
 
-/// Changes an app's upstream or host (the old settings stay if the new ones are refused).
+/// Changes an app's upstream or host, in one commit.
 pub(super) async fn update_app(
     State(web): State<Arc<Web>>,
     Path(name): Path<String>,
@@ -84,23 +84,15 @@ pub(super) async fn update_app(
         let Some(old) = store.apps()?.into_iter().find(|a| a.name == name) else {
             return Err(store::Error::NotFound(format!("the app {name}")).into());
         };
-        store.remove_app(&old.name)?;
-        let host = change.host.unwrap_or_else(|| old.host.clone());
-        let upstream = change.upstream.unwrap_or_else(|| old.upstream.clone());
-        match store.add_app(&old.name, &host, &upstream) {
-            Ok(app) => {
-                caller.log(
-                    &store,
-                    "app-update",
-                    format!("{} {} -> {}", app.name, app.host, app.upstream),
-                );
-                Ok(app)
-            }
-            Err(e) => {
-                store.add_app(&old.name, &old.host, &old.upstream)?;
-                Err(e.into())
-            }
-        }
+        let host = change.host.unwrap_or(old.host);
+        let upstream = change.upstream.unwrap_or(old.upstream);
+        let app = store.update_app(&name, &host, &upstream)?;
+        caller.log(
+            &store,
+            "app-update",
+            format!("{} {} -> {}", app.name, app.host, app.upstream),
+        );
+        Ok(app)
     })
     .await?;
     Ok(Json(app_json(&app)).into_response())
