@@ -1,6 +1,7 @@
 //! TLS for every listener: rustls with ring, TLS 1.2 and 1.3 only, ECDHE key exchange
 //! and AEAD suites only, server preference order; certificates chosen by SNI and
-//! reloaded in place (SIGHUP) without dropping connections.
+//! reloaded in place (SIGHUP) without dropping connections. ACME TLS-ALPN-01
+//! validation (RFC 8737) is answered with a challenge certificate set for the name.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,7 +26,8 @@ pub struct Config {
     /// `DATA_DIR/tls/key.pem`. Besides this default pair, every `NAME.pem` + `NAME.key`
     /// pair in `DATA_DIR/tls/sni/` is served to clients asking for host NAME (SNI;
     /// a `*.example.com` pair serves that domain's direct subdomains). A name with no
-    /// pair of its own gets the default pair. SIGHUP reloads all of them.
+    /// pair of its own gets the default pair. SIGHUP reloads all of them; a pair that
+    /// does not load is logged and skipped.
     pub key: PathBuf,
 }
 
@@ -67,14 +69,28 @@ struct Certs {
     by_name: HashMap<String, Arc<CertifiedKey>>,
 }
 
+/// The ALPN protocol of ACME TLS-ALPN-01 validation (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// Picks the certificate for a handshake from the SNI name.
 #[derive(Debug)]
 struct SniResolver {
     certs: RwLock<Arc<Certs>>,
+    /// TLS-ALPN-01 challenge certificates by name, while an order is validated.
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            // RFC 8737 §3: only the challenge certificate, never a regular one.
+            let name = hello.server_name()?.to_ascii_lowercase();
+            let challenges = self.challenges.read().unwrap_or_else(|e| e.into_inner());
+            return challenges.get(&name).cloned();
+        }
         let certs = self.certs.read().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(name) = hello.server_name() else {
             return Some(certs.default.clone());
@@ -119,6 +135,7 @@ impl Tls {
         };
         let resolver = Arc::new(SniResolver {
             certs: RwLock::new(Arc::new(load_certs(&sources)?)),
+            challenges: RwLock::new(HashMap::new()),
         });
         let server_config = Arc::new(server_config(resolver.clone())?);
         Ok(Tls {
@@ -139,6 +156,39 @@ impl Tls {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(certs);
         Ok(count)
+    }
+
+    /// Answers TLS-ALPN-01 validation for `name` with `cert` (the self-signed
+    /// certificate carrying the acmeIdentifier extension) and its key.
+    pub fn set_alpn_challenge(
+        &self,
+        name: &str,
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<(), Error> {
+        // Not `from_der`: webpki refuses the critical acmeIdentifier extension, which
+        // only the CA's validator has to understand.
+        let provider = rustls::crypto::ring::default_provider();
+        let signer = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| Error::Setup(format!("TLS-ALPN-01 key for {name}: {e}")))?;
+        let certified = CertifiedKey::new(vec![cert], signer);
+        self.resolver
+            .challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_ascii_lowercase(), Arc::new(certified));
+        Ok(())
+    }
+
+    /// Stops answering TLS-ALPN-01 validation for `name`.
+    pub fn clear_alpn_challenge(&self, name: &str) {
+        self.resolver
+            .challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name.to_ascii_lowercase());
     }
 
     /// An acceptor for one handshake.
@@ -184,7 +234,15 @@ fn load_certs(sources: &Sources) -> Result<Certs, Error> {
                     continue;
                 };
                 let key = path.with_extension("key");
-                by_name.insert(name.to_ascii_lowercase(), Arc::new(load_pair(&path, &key)?));
+                // One bad pair must not take the others (or the default) down with it.
+                match load_pair(&path, &key) {
+                    Ok(pair) => {
+                        by_name.insert(name.to_ascii_lowercase(), Arc::new(pair));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "skipping a certificate pair that does not load")
+                    }
+                }
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -205,8 +263,28 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Error> {
             source,
         })
     };
-    let cert_pem = read(cert)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    pair_from_pem(&read(cert)?, &read(key)?, cert, key)
+}
+
+/// Checks that a certificate chain and a private key (both PEM) load as a pair, as
+/// the listeners would load them.
+pub fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Error> {
+    pair_from_pem(
+        cert_pem,
+        key_pem,
+        Path::new("(new certificate)"),
+        Path::new("(new key)"),
+    )
+    .map(|_| ())
+}
+
+fn pair_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, Error> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Pem {
             path: cert.to_path_buf(),
@@ -218,8 +296,7 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Error> {
             what: "no CERTIFICATE block".into(),
         });
     }
-    let key_pem = read(key)?;
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| Error::Pem {
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::Pem {
         path: key.to_path_buf(),
         what: format!("no usable private key: {e}"),
     })?;

@@ -93,7 +93,15 @@ pub enum Request {
     QueueRetry { id: u64 },
     /// Remove a message from the queue without delivering it or telling its sender.
     QueueDrop { id: u64 },
+    /// Order certificates now (empty: every name served): those due, or all with
+    /// `force`. Only the running server does it.
+    AcmeRenew { names: Vec<String>, force: bool },
+    /// Each served name's certificate and the last ACME failure.
+    AcmeStatus,
 }
+
+/// Why an ACME request is refused when the running server has no ACME manager.
+pub const ACME_OFF: &str = "ACME is off: set `[acme] directory` (and `email`) in the configuration and restart `postern serve`";
 
 impl Request {
     /// Whether the request changes anything (and so goes to the activity log).
@@ -131,6 +139,8 @@ impl Request {
             Request::DkimList { .. } | Request::QueueList | Request::MailboxDigests { .. } => {
                 return None;
             }
+            // The certificate manager logs each order's outcome itself.
+            Request::AcmeRenew { .. } | Request::AcmeStatus => return None,
             Request::UserList
             | Request::AliasList
             | Request::DomainList
@@ -464,6 +474,11 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             )
         }
         Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
+        Request::AcmeRenew { .. } | Request::AcmeStatus => {
+            return Err(Refusal(
+                "certificates are ordered by the running server (its listeners answer the CA): start `postern serve` first".into(),
+            ));
+        }
         Request::MailboxDigests { email, mailbox } => {
             let target = import_target(store, email, mailbox)?;
             let mut out = String::new();

@@ -39,6 +39,8 @@ pub struct Config {
     pub https: crate::web::HttpsConfig,
     /// The admin API.
     pub admin: crate::api::AdminConfig,
+    /// Certificates from an ACME CA (Let's Encrypt).
+    pub acme: crate::acme::Config,
     /// DNS lookups.
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
@@ -66,6 +68,7 @@ impl Default for Config {
             http: Default::default(),
             https: Default::default(),
             admin: Default::default(),
+            acme: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
             queue: Default::default(),
@@ -149,6 +152,21 @@ fn validate(c: &Config) -> Result<()> {
             "key `spam.milter`: {:?} is neither \"ip:port\" nor \"unix:/path\"",
             c.spam.milter
         );
+    }
+    if !c.acme.directory.is_empty() && !c.acme.directory.starts_with("https://") {
+        bail!(
+            "key `acme.directory`: {:?} is not an https:// URL",
+            c.acme.directory
+        );
+    }
+    if !c.acme.ca_file.as_os_str().is_empty() && !c.acme.ca_file.is_file() {
+        bail!(
+            "key `acme.ca_file`: {} is not a readable file",
+            c.acme.ca_file.display()
+        );
+    }
+    if c.acme.renew_days == 0 || c.acme.renew_days > 60 {
+        bail!("key `acme.renew_days`: must be between 1 and 60");
     }
     Ok(())
 }

@@ -53,8 +53,13 @@ pub fn send(data_dir: &Path, request: &Request, actor: &str) -> Result<Option<Re
         }
         Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", path.display())),
     };
-    // DKIM key generation for a new domain takes a few seconds on a slow machine.
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    // DKIM key generation for a new domain takes a few seconds on a slow machine;
+    // certificate orders wait for the CA to validate and issue, name after name.
+    let timeout = match request {
+        Request::AcmeRenew { .. } => 900,
+        _ => 120,
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(timeout)))?;
     let mut line = serde_json::to_string(&Envelope {
         request: request.clone(),
         actor: actor.to_string(),
@@ -96,6 +101,7 @@ pub async fn serve(
     listener: UnixListener,
     config: Arc<Config>,
     store: Arc<store::Store>,
+    acme: Option<crate::acme::Acme>,
     stop: CancellationToken,
 ) -> Result<()> {
     let path = socket_path(&config.data_dir);
@@ -114,8 +120,9 @@ pub async fn serve(
         };
         let config = config.clone();
         let store = store.clone();
+        let acme = acme.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, config, store).await {
+            if let Err(e) = handle(stream, config, store, acme).await {
                 tracing::warn!(error = %e, "control request failed");
             }
         });
@@ -128,12 +135,29 @@ async fn handle(
     stream: tokio::net::UnixStream,
     config: Arc<Config>,
     store: Arc<store::Store>,
+    acme: Option<crate::acme::Acme>,
 ) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
     reader.read_until(b'\n', &mut line).await?;
     let reply: Reply = match serde_json::from_slice::<Envelope>(&line) {
+        // Certificates are the running server's business (its listeners answer the
+        // CA's challenges).
+        Ok(Envelope {
+            request: Request::AcmeRenew { names, force },
+            actor,
+        }) => match acme {
+            Some(acme) => acme.renew(names, force, actor).await.map_err(Refusal),
+            None => Err(Refusal(admin::ACME_OFF.into())),
+        },
+        Ok(Envelope {
+            request: Request::AcmeStatus,
+            ..
+        }) => match acme {
+            Some(acme) => acme.status().await.map_err(Refusal),
+            None => Err(Refusal(admin::ACME_OFF.into())),
+        },
         Ok(env) => tokio::task::spawn_blocking(move || {
             admin::execute(&store, &config, &env.request, &env.actor)
         })

@@ -4,8 +4,10 @@
 // The OpenAPI document is one serde_json::json! literal.
 #![recursion_limit = "512"]
 
+mod acme;
 mod admin;
 mod api;
+mod certs;
 mod config;
 mod control;
 mod dnssetup;
@@ -50,6 +52,10 @@ enum Command {
         /// The server's host name [default: mail.<domain>].
         #[arg(long, value_name = "HOST")]
         hostname: Option<String>,
+        /// Get certificates from Let's Encrypt, with this contact address (sets
+        /// `[acme]`); without it the certificate is self-signed.
+        #[arg(long, value_name = "ADDR")]
+        acme_email: Option<String>,
     },
     /// Run the server: every configured listener, until SIGTERM or SIGINT.
     Serve,
@@ -100,9 +106,27 @@ enum Command {
     /// The outbound queue: list, retry, drop.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Certificates from the ACME CA (`[acme]`): status and renewal now.
+    #[command(subcommand)]
+    Acme(AcmeCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AcmeCommand {
+    /// Each name served over TLS: its certificate, expiry and last ACME failure.
+    Status,
+    /// Order certificates now for NAMEs (default: every name served) that are due
+    /// (missing, self-signed, or within `[acme] renew_days` of expiry).
+    Renew {
+        /// Host names; none: all.
+        names: Vec<String>,
+        /// Order even certificates that are not due.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,10 +356,16 @@ fn run(cli: Cli) -> Result<()> {
             admin_email,
             data_dir,
             hostname,
+            acme_email,
         } => {
             print!(
                 "{}",
-                quickstart::run(&admin_email, Some(&data_dir), hostname.as_deref())?
+                quickstart::run(
+                    &admin_email,
+                    Some(&data_dir),
+                    hostname.as_deref(),
+                    acme_email.as_deref()
+                )?
             );
             Ok(())
         }
@@ -433,6 +463,13 @@ fn run(cli: Cli) -> Result<()> {
                 QueueCommand::List => Request::QueueList,
                 QueueCommand::Retry { id } => Request::QueueRetry { id },
                 QueueCommand::Drop { id } => Request::QueueDrop { id },
+            },
+        ),
+        Command::Acme(c) => admin_request(
+            flag,
+            match c {
+                AcmeCommand::Status => Request::AcmeStatus,
+                AcmeCommand::Renew { names, force } => Request::AcmeRenew { names, force },
             },
         ),
         Command::Log { since, limit } => {

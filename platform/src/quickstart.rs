@@ -12,7 +12,14 @@ use crate::admin;
 use crate::config::{self, Config};
 
 /// Runs quickstart; returns the text to print.
-pub fn run(admin_email: &str, data_dir: Option<&Path>, hostname: Option<&str>) -> Result<String> {
+/// With `acme_email`, certificates come from Let's Encrypt (`[acme]`) with that
+/// contact address.
+pub fn run(
+    admin_email: &str,
+    data_dir: Option<&Path>,
+    hostname: Option<&str>,
+    acme_email: Option<&str>,
+) -> Result<String> {
     let admin_email = admin_email.trim().to_ascii_lowercase();
     let Some((_, domain)) = admin_email
         .rsplit_once('@')
@@ -46,9 +53,21 @@ pub fn run(admin_email: &str, data_dir: Option<&Path>, hostname: Option<&str>) -
         .with_context(|| format!("resolving {}", dir.display()))?;
     let hostname = hostname.map_or_else(|| format!("mail.{domain}"), str::to_ascii_lowercase);
 
+    let acme = match acme_email.map(str::trim) {
+        Some(email) if !email.contains('@') => {
+            bail!("--acme-email {email:?} is not an email address")
+        }
+        Some(email) => crate::acme::Config {
+            directory: crate::acme::LETS_ENCRYPT.into(),
+            email: email.to_string(),
+            ..Default::default()
+        },
+        None => crate::acme::Config::default(),
+    };
     let config = Config {
         hostname: hostname.clone(),
         data_dir: dir.clone(),
+        acme,
         ..Config::default()
     };
     let config_path = dir.join("postern.toml");
@@ -139,11 +158,20 @@ pub fn run(admin_email: &str, data_dir: Option<&Path>, hostname: Option<&str>) -
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "The certificate in {} is self-signed: replace it (see [tls] in the configuration).",
-        dir.join("tls").display()
-    );
+    if config.acme.directory.is_empty() {
+        let _ = writeln!(
+            out,
+            "The certificate in {} is self-signed: replace it (see [tls] in the configuration),\nor let Let's Encrypt issue them: quickstart --acme-email, or [acme] in the configuration.",
+            dir.join("tls").display()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Certificates come from {} once the DNS records below point here and ports 80\nand 443 reach this server; until then the self-signed one in {} is served.\n`postern acme status` shows each name.",
+            config.acme.directory,
+            dir.join("tls").display()
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

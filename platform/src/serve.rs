@@ -192,7 +192,9 @@ async fn serve(config: Config) -> Result<()> {
         sieve,
     ));
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
+    let http01 = Arc::new(crate::acme::Http01::default());
     let web = Arc::new(crate::web::Web {
+        http01: http01.clone(),
         config: Arc::new(config.clone()),
         api: crate::api::Api::new(&config.admin, auth.clone()),
         admin_host: config.admin.host.trim_end_matches('.').to_ascii_lowercase(),
@@ -230,12 +232,15 @@ async fn serve(config: Config) -> Result<()> {
     web.ready.store(true, std::sync::atomic::Ordering::Release);
 
     let config = Arc::new(config);
+    // Certificates are ordered once the listeners answer the CA's challenges.
+    let acme = crate::acme::start(config.clone(), store.clone(), tls.clone(), http01);
     let stop_control = CancellationToken::new();
     let control_socket = crate::control::bind(&config.data_dir)?;
     let mut control = tokio::spawn(crate::control::serve(
         control_socket,
         config.clone(),
         store.clone(),
+        acme,
         stop_control.clone(),
     ));
 

@@ -89,11 +89,17 @@ pub struct Web {
     pub submission_port: Option<u16>,
     /// IMAP with implicit TLS.
     pub imaps_port: Option<u16>,
+    /// ACME HTTP-01 responses, served on plain HTTP while an order is validated.
+    pub http01: Arc<crate::acme::Http01>,
 }
 
 /// Serves plain HTTP on `listener` until the process ends.
 pub fn serve_http(listener: std::net::TcpListener, web: Arc<Web>) -> std::io::Result<()> {
     let router = Router::new()
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            axum::routing::get(acme_challenge),
+        )
         .fallback(redirect)
         .with_state(web.clone())
         .layer(axum::middleware::from_fn_with_state(web, rate_limit));
@@ -108,7 +114,11 @@ pub fn serve_https(
     tls: &common::tls::Tls,
 ) -> std::io::Result<()> {
     let mut config = (*tls.server_config()).clone();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+        common::tls::ACME_TLS_ALPN.to_vec(),
+    ];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let router = Router::new()
         .fallback(https)
@@ -165,7 +175,17 @@ fn accept_loop(
                             "postern_tls_handshakes_total",
                             Some(("result", if stream.is_some() { "ok" } else { "failed" })),
                         );
-                        if let Some(stream) = stream {
+                        // A TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
+                        let acme = stream.as_ref().is_some_and(|s| {
+                            s.get_ref().1.alpn_protocol() == Some(common::tls::ACME_TLS_ALPN)
+                        });
+                        if let Some(s) = stream.as_ref().filter(|_| acme) {
+                            tracing::info!(
+                                name = s.get_ref().1.server_name().unwrap_or(""),
+                                "ACME TLS-ALPN-01 challenge answered"
+                            );
+                        }
+                        if let Some(stream) = stream.filter(|_| !acme) {
                             let _ = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;
@@ -287,6 +307,25 @@ async fn redirect(State(web): State<Arc<Web>>, request: Request) -> Response {
         .header(header::LOCATION, format!("https://{host}{port}{path}"))
         .body(Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// ACME HTTP-01 (RFC 8555 §8.3): the key authorization of a token being validated,
+/// on any host; any other token is `404`. Never redirected: the CA asks over HTTP.
+async fn acme_challenge(
+    State(web): State<Arc<Web>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match web.http01.get(&token) {
+        Some(key_authorization) => {
+            tracing::info!(token, "ACME HTTP-01 challenge answered");
+            (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                key_authorization,
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "No such challenge\n").into_response(),
+    }
 }
 
 /// HTTPS: by host and path.
@@ -468,6 +507,7 @@ mod tests {
             submissions_port: Some(465),
             submission_port: Some(587),
             imaps_port: Some(993),
+            http01: Default::default(),
         };
         let xml = autoconfig(&web, "example.test");
         assert!(xml.contains("<port>993</port>\n      <socketType>SSL</socketType>"));

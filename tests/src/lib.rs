@@ -1,6 +1,7 @@
 //! The black-box test harness: the real binary, a loopback DNS server, and helpers
 //! for other people's clients.
 #![forbid(unsafe_code)]
+pub mod ca;
 pub mod dns;
 pub mod harness;
 pub mod imap;

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tests::ca::TestCa;
 use tests::dns::{TestDns, Zone, standard_zones};
 use tests::harness::{Server, Setup, ensure_package, ensure_tool, free_port, python};
 
@@ -811,43 +812,6 @@ print("ready", flush=True)
 srv.serve_forever()
 "#;
 
-/// A test CA, and certificates it issues, written as PEM files into `dir`.
-struct TestCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    fn new(dir: &Path) -> TestCa {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Postern test CA");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
-        TestCa {
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// Issues a certificate for `names`; writes `<stem>.pem` and `<stem>.key`.
-    fn issue(&self, dir: &Path, stem: &str, names: &[&str]) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
-    }
-}
-
 fn start_policy_server(addr: &str, dir: &Path) -> Receiver {
     let python = ensure_tool("python3", "python3").unwrap();
     let mut child = Command::new(python)
@@ -890,13 +854,14 @@ fn fetches(dir: &Path, host: &str) -> usize {
 fn mta_sts_policies_are_fetched_cached_and_enforced() {
     let ca_dir = tempfile::tempdir().unwrap();
     let dir = ca_dir.path();
-    let ca = TestCa::new(dir);
+    let ca = TestCa::new(dir).unwrap();
     ca.issue(
         dir,
         "policy",
         &["mta-sts.remote.test", "mta-sts.other.test"],
-    );
-    ca.issue(dir, "mx", &["mx.remote.test"]);
+    )
+    .unwrap();
+    ca.issue(dir, "mx", &["mx.remote.test"]).unwrap();
     std::fs::write(
         dir.join("mta-sts.remote.test"),
         "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n",

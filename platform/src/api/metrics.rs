@@ -49,7 +49,7 @@ async fn metrics(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
                 text,
                 "postern_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {}",
                 common::metrics::escape(&cert.name),
-                cert.not_after
+                cert.info.not_after
             );
         }
         Ok(text)
@@ -67,71 +67,21 @@ pub(super) async fn list_certificates(State(web): State<Arc<Web>>, request: Requ
     Ok(axum::Json(list).into_response())
 }
 
-/// The certificate files: the default pair's and each SNI one, by name.
-fn certificate_files(config: &crate::config::Config) -> Vec<(String, PathBuf)> {
-    let tls_dir = config.data_dir.join("tls");
-    let default = if config.tls.cert.as_os_str().is_empty() {
-        tls_dir.join("cert.pem")
-    } else {
-        config.tls.cert.clone()
-    };
-    let mut files: Vec<(String, PathBuf)> = vec![("default".into(), default)];
-    if let Ok(entries) = std::fs::read_dir(tls_dir.join("sni")) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("pem")
-                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
-            {
-                files.push((stem.to_string(), path));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// What the API and the metrics say of a certificate.
-struct CertInfo {
+/// One certificate the listeners serve: its file's name and path, and what it says.
+struct Served {
     name: String,
     path: PathBuf,
-    names: Vec<String>,
-    issuer: String,
-    not_before: i64,
-    not_after: i64,
+    info: crate::certs::CertInfo,
 }
 
 /// Each certificate the listeners serve (the default and the SNI ones); files that
 /// cannot be read or parsed are left out.
-fn certificates(config: &crate::config::Config) -> Vec<CertInfo> {
-    certificate_files(config)
+fn certificates(config: &crate::config::Config) -> Vec<Served> {
+    crate::certs::files(config)
         .into_iter()
         .filter_map(|(name, path)| {
-            let pem = std::fs::read(&path).ok()?;
-            let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-            let cert = pem.parse_x509().ok()?;
-            let names = cert
-                .subject_alternative_name()
-                .ok()
-                .flatten()
-                .map(|san| {
-                    san.value
-                        .general_names
-                        .iter()
-                        .filter_map(|n| match n {
-                            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some(CertInfo {
-                names,
-                issuer: cert.issuer().to_string(),
-                not_before: cert.validity().not_before.timestamp(),
-                not_after: cert.validity().not_after.timestamp(),
-                name,
-                path,
-            })
+            let info = crate::certs::read(&path)?;
+            Some(Served { name, path, info })
         })
         .collect()
 }
@@ -147,10 +97,10 @@ fn certificate_details(config: &crate::config::Config) -> Vec<serde_json::Value>
             serde_json::json!({
                 "name": c.name,
                 "path": c.path.display().to_string(),
-                "names": c.names,
-                "issuer": c.issuer,
-                "not_before": time(c.not_before),
-                "not_after": time(c.not_after),
+                "names": c.info.names,
+                "issuer": c.info.issuer,
+                "not_before": time(c.info.not_before),
+                "not_after": time(c.info.not_after),
             })
         })
         .collect()
