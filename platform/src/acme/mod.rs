@@ -534,9 +534,29 @@ fn pair_paths(config: &crate::config::Config, name: &str) -> (PathBuf, PathBuf) 
     }
 }
 
-/// Why `name` needs a new certificate at `now` (Unix seconds), or None.
+/// Why `name` needs a new certificate at `now` (Unix seconds), or None. A wildcard
+/// pair the admin installed (`tls/sni/*.PARENT.pem`, say from DNS-01 elsewhere) that
+/// covers the name and is not due serves it: no certificate of its own is ordered, so
+/// the name stays out of the Certificate Transparency logs.
 fn why_due(config: &crate::config::Config, name: &str, now: i64) -> Option<String> {
-    let Some(info) = crate::certs::read(&pair_paths(config, name).0) else {
+    let own = why_replace(config, name, now, &pair_paths(config, name).0)?;
+    if let Some((_, parent)) = name.split_once('.') {
+        let wildcard = crate::certs::sni_dir(config).join(format!("*.{parent}.pem"));
+        if wildcard.exists() && why_replace(config, name, now, &wildcard).is_none() {
+            return None;
+        }
+    }
+    Some(own)
+}
+
+/// Why the certificate in `path` does not do for `name` at `now`, or None.
+fn why_replace(
+    config: &crate::config::Config,
+    name: &str,
+    now: i64,
+    path: &std::path::Path,
+) -> Option<String> {
+    let Some(info) = crate::certs::read(path) else {
         return Some("no certificate".into());
     };
     if info.self_signed {
@@ -553,7 +573,16 @@ fn why_due(config: &crate::config::Config, name: &str, now: i64) -> Option<Strin
 /// One line on `name`'s current certificate.
 fn describe(config: &crate::config::Config, name: &str) -> String {
     match crate::certs::read(&pair_paths(config, name).0) {
-        None => "no certificate".into(),
+        None => match name.split_once('.') {
+            Some((_, parent))
+                if crate::certs::sni_dir(config)
+                    .join(format!("*.{parent}.pem"))
+                    .exists() =>
+            {
+                format!("served by the wildcard *.{parent}")
+            }
+            _ => "no certificate".into(),
+        },
         Some(info) if info.self_signed => {
             format!("self-signed, expires {}", rfc3339(info.not_after))
         }
@@ -662,5 +691,15 @@ mod tests {
             why_due(&config, "autoconfig.example.test", now).as_deref(),
             Some("the certificate does not name it")
         );
+        // An installed wildcard serves the names it covers while it is not due.
+        let mut wildcard = rcgen::CertificateParams::new(vec!["*.example.test".into()]).unwrap();
+        wildcard.not_before = start.into();
+        wildcard.not_after = (start + Duration::from_secs(90 * 86_400)).into();
+        let wildcard = wildcard.signed_by(&key, &issuer).unwrap();
+        std::fs::write(sni.join("*.example.test.pem"), wildcard.pem()).unwrap();
+        assert_eq!(why_due(&config, "autoconfig.example.test", now), None);
+        assert_eq!(why_due(&config, "blog.example.test", now), None);
+        assert!(why_due(&config, "blog.example.test", now + 80 * 86_400).is_some());
+        assert!(why_due(&config, "a.b.example.test", now).is_some());
     }
 }
