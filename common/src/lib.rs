@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod deny;
 pub mod dns;
 pub mod metrics;
 pub mod net;

@@ -206,6 +206,8 @@ pub struct Driver {
     per_ip_limit: u32,
     open: Mutex<HashMap<IpAddr, u32>>,
     over_cap_log: LogOnce<IpAddr>,
+    deny: Arc<crate::deny::DenyList>,
+    denied_log: LogOnce<IpAddr>,
     shutdown: Shutdown,
 }
 
@@ -213,7 +215,19 @@ impl Driver {
     /// A driver with the `[net]` caps; `tls` is needed by implicit-TLS and STARTTLS
     /// listeners.
     pub fn new(config: &Config, tls: Option<Tls>) -> Arc<Driver> {
+        Self::with_deny_list(config, tls, Arc::new(crate::deny::DenyList::disabled()))
+    }
+
+    /// Like [`Driver::new`], closing at once every connection from an address `deny`
+    /// refuses (banned or blocked), before a byte is read or written.
+    pub fn with_deny_list(
+        config: &Config,
+        tls: Option<Tls>,
+        deny: Arc<crate::deny::DenyList>,
+    ) -> Arc<Driver> {
         Arc::new(Driver {
+            deny,
+            denied_log: LogOnce::new(Duration::from_secs(60)),
             tls,
             per_second: KeyedBuckets::new(
                 config.connections_per_second,
@@ -278,6 +292,14 @@ impl Driver {
             // On a dual-stack `[::]` listener IPv4 clients arrive as ::ffff:a.b.c.d: use
             // the IPv4 form, so caps, logs and network lists see one address per client.
             let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+            if self.deny.denies(peer.ip()) {
+                if self.denied_log.should_log(&peer.ip()) {
+                    tracing::warn!(listener = name, ip = %peer.ip(), "connection from a banned or blocked address closed (logged once a minute per IP)");
+                }
+                crate::metrics::inc("postern_connections_denied_total", Some(("listener", name)));
+                drop(stream);
+                continue;
+            }
             let local = stream.local_addr().unwrap_or(peer);
             let local = SocketAddr::new(local.ip().to_canonical(), local.port());
             let _ = stream.set_nodelay(true);

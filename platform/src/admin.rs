@@ -98,6 +98,8 @@ pub enum Request {
     AcmeRenew { names: Vec<String>, force: bool },
     /// Each served name's certificate and the last ACME failure.
     AcmeStatus,
+    /// The firewall: show, apply, blocks, block lists.
+    Firewall(crate::firewall::Request),
 }
 
 /// Why an ACME request is refused when the running server has no ACME manager.
@@ -141,6 +143,7 @@ impl Request {
             }
             // The certificate manager logs each order's outcome itself.
             Request::AcmeRenew { .. } | Request::AcmeStatus => return None,
+            Request::Firewall(r) => return r.action(),
             Request::UserList
             | Request::AliasList
             | Request::DomainList
@@ -202,7 +205,23 @@ pub fn execute_from(
     actor: &str,
     ip: Option<std::net::IpAddr>,
 ) -> Result<String, Refusal> {
-    let out = run(store, config, request)?;
+    execute_in(store, config, request, actor, ip, None)
+}
+
+/// Like [`execute_from`], in the running server: firewall changes also reach its
+/// listeners' deny list.
+pub fn execute_in(
+    store: &Store,
+    config: &Config,
+    request: &Request,
+    actor: &str,
+    ip: Option<std::net::IpAddr>,
+    deny: Option<&common::deny::DenyList>,
+) -> Result<String, Refusal> {
+    let out = match request {
+        Request::Firewall(r) => crate::firewall::execute(store, config, deny, r, actor)?,
+        _ => run(store, config, request)?,
+    };
     if let Some((action, detail)) = request.action() {
         let event = AuditEvent {
             actor: actor.to_string(),
@@ -213,6 +232,13 @@ pub fn execute_from(
         store.log_event(&event)?;
     }
     Ok(out)
+}
+
+/// [`run`] never sees a firewall request: [`execute_in`] takes it first.
+fn unreachable_firewall() -> Result<String, Refusal> {
+    Err(Refusal(
+        "internal error: a firewall request reached the wrong handler".into(),
+    ))
 }
 
 fn password_or_generated(password: &Option<String>) -> Result<(String, bool), Refusal> {
@@ -474,6 +500,7 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             )
         }
         Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
+        Request::Firewall(_) => unreachable_firewall()?,
         Request::AcmeRenew { .. } | Request::AcmeStatus => {
             return Err(Refusal(
                 "certificates are ordered by the running server (its listeners answer the CA): start `postern serve` first".into(),

@@ -41,6 +41,8 @@ pub struct Config {
     pub admin: crate::api::AdminConfig,
     /// Certificates from an ACME CA (Let's Encrypt).
     pub acme: crate::acme::Config,
+    /// The host firewall and automatic bans.
+    pub firewall: crate::firewall::FirewallConfig,
     /// DNS lookups.
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
@@ -69,6 +71,7 @@ impl Default for Config {
             https: Default::default(),
             admin: Default::default(),
             acme: Default::default(),
+            firewall: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
             queue: Default::default(),
@@ -164,6 +167,26 @@ fn validate(c: &Config) -> Result<()> {
             "key `acme.ca_file`: {} is not a readable file",
             c.acme.ca_file.display()
         );
+    }
+    let fw = &c.firewall;
+    if fw.ssh_port == 0 {
+        bail!("key `firewall.ssh_port`: must be a port (1-65535)");
+    }
+    if fw.ssh_connections_per_10s == 0
+        || fw.mail_connections_per_second == 0
+        || fw.http_connections_per_second == 0
+        || fw.http_burst < fw.http_connections_per_second
+    {
+        bail!(
+            "keys `firewall.*_connections_*`: must be at least 1, and `http_burst` at least `http_connections_per_second`"
+        );
+    }
+    if fw.ssh_connections_per_10s >= 20 {
+        // xt_recent remembers at most 20 packets per address by default.
+        bail!("key `firewall.ssh_connections_per_10s`: at most 19");
+    }
+    if fw.ban_after_failed_logins > 0 && fw.ban_hours == 0 {
+        bail!("key `firewall.ban_hours`: must be at least 1 when bans are on");
     }
     if c.acme.renew_days == 0 || c.acme.renew_days > 60 {
         bail!("key `acme.renew_days`: must be between 1 and 60");

@@ -102,6 +102,7 @@ pub async fn serve(
     config: Arc<Config>,
     store: Arc<store::Store>,
     acme: Option<crate::acme::Acme>,
+    deny: Arc<common::deny::DenyList>,
     stop: CancellationToken,
 ) -> Result<()> {
     let path = socket_path(&config.data_dir);
@@ -121,8 +122,9 @@ pub async fn serve(
         let config = config.clone();
         let store = store.clone();
         let acme = acme.clone();
+        let deny = deny.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, config, store, acme).await {
+            if let Err(e) = handle(stream, config, store, acme, deny).await {
                 tracing::warn!(error = %e, "control request failed");
             }
         });
@@ -136,6 +138,7 @@ async fn handle(
     config: Arc<Config>,
     store: Arc<store::Store>,
     acme: Option<crate::acme::Acme>,
+    deny: Arc<common::deny::DenyList>,
 ) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
@@ -159,7 +162,7 @@ async fn handle(
             None => Err(Refusal(admin::ACME_OFF.into())),
         },
         Ok(env) => tokio::task::spawn_blocking(move || {
-            admin::execute(&store, &config, &env.request, &env.actor)
+            admin::execute_in(&store, &config, &env.request, &env.actor, None, Some(&deny))
         })
         .await
         .unwrap_or_else(|e| Err(Refusal(format!("internal error: {e}")))),

@@ -11,6 +11,7 @@ mod certs;
 mod config;
 mod control;
 mod dnssetup;
+mod firewall;
 mod import;
 mod proxy;
 mod quickstart;
@@ -109,9 +110,51 @@ enum Command {
     /// Certificates from the ACME CA (`[acme]`): status and renewal now.
     #[command(subcommand)]
     Acme(AcmeCommand),
+    /// The host firewall (iptables chains POSTERN and POSTERN_RATELIMIT, ipsets),
+    /// blocks, block lists and bans.
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FirewallCommand {
+    /// Print the rules and sets as they would be applied, and whether they are.
+    Show,
+    /// Apply the rules now, in this network namespace (needs root).
+    Apply,
+    /// Block an address or network (refused at accept, and dropped by the firewall).
+    Block {
+        /// ADDR or ADDR/LEN.
+        net: String,
+    },
+    /// Lift a block, or an automatic ban.
+    Unblock {
+        /// ADDR (or the ADDR/LEN that was blocked).
+        addr: String,
+    },
+    /// Named block lists loaded from files of CIDRs (e.g. a country's networks).
+    #[command(subcommand)]
+    Blocklist(BlocklistCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BlocklistCommand {
+    /// Create or replace block list NAME from FILE: one address or CIDR per line,
+    /// `#` comments.
+    Load {
+        /// 1 to 16 lower-case letters, digits and hyphens.
+        name: String,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Remove block list NAME.
+    Drop {
+        /// The list's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -465,6 +508,7 @@ fn run(cli: Cli) -> Result<()> {
                 QueueCommand::Drop { id } => Request::QueueDrop { id },
             },
         ),
+        Command::Firewall(c) => admin_request(flag, Request::Firewall(firewall_request(c)?)),
         Command::Acme(c) => admin_request(
             flag,
             match c {
@@ -477,6 +521,28 @@ fn run(cli: Cli) -> Result<()> {
             admin_request(flag, Request::Log { since_ms, limit })
         }
     }
+}
+
+fn firewall_request(c: FirewallCommand) -> Result<firewall::Request> {
+    use firewall::Request as R;
+    Ok(match c {
+        FirewallCommand::Show => R::Show,
+        FirewallCommand::Apply => R::Apply,
+        FirewallCommand::Block { net } => R::Block { net },
+        FirewallCommand::Unblock { addr } => R::Unblock { addr },
+        FirewallCommand::Blocklist(BlocklistCommand::Load { name, file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let nets =
+                firewall::parse_list(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            R::ListLoad {
+                name,
+                nets: nets.iter().map(ToString::to_string).collect(),
+                source: file.display().to_string(),
+            }
+        }
+        FirewallCommand::Blocklist(BlocklistCommand::Drop { name }) => R::ListDrop { name },
+    })
 }
 
 fn user_request(c: UserCommand) -> Result<Request> {

@@ -103,6 +103,11 @@ async fn serve(config: Config) -> Result<()> {
             bound.push((planned.name, planned.service, planned.mode, *addr, listener));
         }
     }
+    if config.firewall.manage {
+        // Before privileges are dropped: the tools need CAP_NET_ADMIN.
+        apply_firewall(&config);
+    }
+    let root = nix::unistd::Uid::effective().is_root();
     if !config.server.run_as.is_empty() {
         drop_privileges(&config.server.run_as)?;
     }
@@ -122,12 +127,22 @@ async fn serve(config: Config) -> Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not sweep orphaned message bodies"),
     }
-    let auth = Arc::new(store::login::Authenticator::new(
-        store.clone(),
-        &config.auth,
-    ));
+    let deny = {
+        let (config, store) = (config.clone(), store.clone());
+        tokio::task::spawn_blocking(move || crate::firewall::deny_list(&config, &store))
+            .await?
+            .map_err(|e| anyhow::anyhow!("loading blocks and bans: {e}"))?
+    };
+    let deny = Arc::new(deny);
+    // New bans go into the firewall's ban set too when we manage it and still may.
+    let still_root = root && nix::unistd::Uid::effective().is_root();
+    let on_ban = (config.firewall.manage && still_root).then(crate::firewall::ban_hook);
+    let auth = Arc::new(
+        store::login::Authenticator::new(store.clone(), &config.auth)
+            .with_bans(deny.clone(), on_ban),
+    );
 
-    let driver = Driver::new(&config.net, Some(tls.clone()));
+    let driver = Driver::with_deny_list(&config.net, Some(tls.clone()), deny.clone());
     let dnsbl = if config.spam.dnsbl.is_empty() {
         None
     } else {
@@ -194,6 +209,7 @@ async fn serve(config: Config) -> Result<()> {
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
     let http01 = Arc::new(crate::acme::Http01::default());
     let web = Arc::new(crate::web::Web {
+        deny: deny.clone(),
         http01: http01.clone(),
         config: Arc::new(config.clone()),
         api: crate::api::Api::new(&config.admin, auth.clone()),
@@ -241,6 +257,7 @@ async fn serve(config: Config) -> Result<()> {
         config.clone(),
         store.clone(),
         acme,
+        deny.clone(),
         stop_control.clone(),
     ));
 
@@ -306,6 +323,23 @@ fn load_tls(config: &Config) -> Result<common::tls::Tls> {
         common::tls::write_self_signed(&tls_dir, std::slice::from_ref(&config.hostname))?;
     }
     common::tls::Tls::load(&config.tls, &config.data_dir).context("loading the TLS certificate")
+}
+
+/// `[firewall] manage`: applies the rules at start. A failure is logged, not fatal:
+/// mail keeps flowing, and blocks and bans are still refused by the listeners.
+fn apply_firewall(config: &Config) {
+    let applied = store::Store::open(&config.data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|store| crate::firewall::apply(config, &store).map_err(|e| e.0));
+    match applied {
+        Ok(plan) => tracing::info!(
+            blocks = plan.blocks.len(),
+            lists = plan.lists.len(),
+            bans = plan.bans.len(),
+            "firewall applied"
+        ),
+        Err(e) => tracing::error!(error = e, "[firewall] manage: could not apply the firewall"),
+    }
 }
 
 fn drop_privileges(user: &str) -> Result<()> {

@@ -91,6 +91,8 @@ pub struct Web {
     pub imaps_port: Option<u16>,
     /// ACME HTTP-01 responses, served on plain HTTP while an order is validated.
     pub http01: Arc<crate::acme::Http01>,
+    /// Banned and blocked addresses: their connections are closed at accept.
+    pub deny: Arc<common::deny::DenyList>,
 }
 
 /// Serves plain HTTP on `listener` until the process ends.
@@ -102,8 +104,11 @@ pub fn serve_http(listener: std::net::TcpListener, web: Arc<Web>) -> std::io::Re
         )
         .fallback(redirect)
         .with_state(web.clone())
-        .layer(axum::middleware::from_fn_with_state(web, rate_limit));
-    accept_loop(listener, router, None)
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            rate_limit,
+        ));
+    accept_loop(listener, router, None, web.deny.clone())
 }
 
 /// Serves HTTPS on `listener` with the listeners' certificates (SNI), offering
@@ -129,8 +134,11 @@ pub fn serve_https(
             web.clone(),
             security_headers,
         ))
-        .layer(axum::middleware::from_fn_with_state(web, rate_limit));
-    accept_loop(listener, router, Some(acceptor))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            rate_limit,
+        ));
+    accept_loop(listener, router, Some(acceptor), web.deny.clone())
 }
 
 /// Accepts connections (through TLS when `tls` is given) and serves `router` on each,
@@ -139,6 +147,7 @@ fn accept_loop(
     listener: std::net::TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    deny: Arc<common::deny::DenyList>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tokio::spawn(async move {
@@ -148,6 +157,13 @@ fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            if deny.denies(peer.ip()) {
+                common::metrics::inc(
+                    "postern_connections_denied_total",
+                    Some(("listener", "web")),
+                );
+                continue;
+            }
             let tls = tls.clone();
             let service = TowerToHyperService::new(with_client(router.clone(), peer));
             tokio::spawn(async move {
@@ -508,6 +524,7 @@ mod tests {
             submission_port: Some(587),
             imaps_port: Some(993),
             http01: Default::default(),
+            deny: Arc::new(common::deny::DenyList::disabled()),
         };
         let xml = autoconfig(&web, "example.test");
         assert!(xml.contains("<port>993</port>\n      <socketType>SSL</socketType>"));

@@ -20,6 +20,7 @@ mod audit;
 mod blob;
 mod changes;
 mod directory;
+pub mod firewall;
 mod imap_ops;
 mod keys;
 pub mod login;
@@ -216,6 +217,12 @@ pub(crate) mod tables {
     pub const SIEVE_SEEN: TableDefinition<(u64, &str), u64> = TableDefinition::new("sieve_seen");
     /// App name -> JSON [`crate::App`], the web applications behind the HTTPS front.
     pub const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+    /// Network (CIDR text) -> JSON [`crate::firewall::Block`], the admin's blocks.
+    pub const FW_BLOCKS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_blocks");
+    /// List name -> JSON [`crate::firewall::BlockList`], the named block lists.
+    pub const FW_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_lists");
+    /// Address -> JSON [`crate::firewall::Ban`], the automatic bans.
+    pub const FW_BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_bans");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -379,6 +386,9 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::SIEVE_ACTIVE)?;
     txn.open_table(tables::SIEVE_SEEN)?;
     txn.open_table(tables::APPS)?;
+    txn.open_table(tables::FW_BLOCKS)?;
+    txn.open_table(tables::FW_LISTS)?;
+    txn.open_table(tables::FW_BANS)?;
     txn.commit()?;
     Ok(())
 }

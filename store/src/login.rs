@@ -25,11 +25,17 @@ pub enum LoginError {
     Unavailable(String),
 }
 
+/// Called when an address is banned, with when the ban ends (the firewall adds it to
+/// its ban set).
+pub type OnBan = Box<dyn Fn(IpAddr, std::time::SystemTime) + Send + Sync>;
+
 /// Checks credentials for SMTP AUTH, IMAP, ManageSieve and the admin API.
 pub struct Authenticator {
     store: Arc<Store>,
     limiter: FailedLogins,
     cache: LoginCache,
+    deny: Arc<common::deny::DenyList>,
+    on_ban: Option<OnBan>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -118,7 +124,19 @@ impl Authenticator {
             store,
             limiter: FailedLogins::new(config),
             cache: LoginCache::new(Duration::from_secs(config.login_cache_seconds)),
+            deny: Arc::new(common::deny::DenyList::disabled()),
+            on_ban: None,
         }
+    }
+
+    /// Counts failed logins in `deny`, which bans an address past its threshold; each
+    /// ban is recorded in the store (so a restart keeps it), logged in the activity log
+    /// (`ip-banned`) and passed to `on_ban`.
+    #[must_use]
+    pub fn with_bans(mut self, deny: Arc<common::deny::DenyList>, on_ban: Option<OnBan>) -> Self {
+        self.deny = deny;
+        self.on_ban = on_ban;
+        self
     }
 
     /// Checks `user`'s `password` for a login from `ip` to `service` (`imap`,
@@ -178,10 +196,39 @@ impl Authenticator {
                 self.limiter.record_failure(ip);
                 common::metrics::inc("postern_login_failures_total", Some(("service", service)));
                 log("login-failed");
+                if let Some(until) = self.deny.record_failure(ip) {
+                    self.banned(ip, until);
+                }
                 Err(LoginError::Failed)
             }
         }
     }
+}
+
+impl Authenticator {
+    fn banned(&self, ip: IpAddr, until: std::time::SystemTime) {
+        let reason = "too many failed logins in a day";
+        tracing::warn!(%ip, until = %humantime_rfc3339(until), "{reason}: address banned");
+        if let Err(e) = self.store.add_ban(ip, until, reason) {
+            tracing::error!(error = %e, "could not record the ban");
+        }
+        let event = AuditEvent {
+            actor: "system".into(),
+            action: "ip-banned".into(),
+            ip: Some(ip),
+            detail: format!("{reason}; until {}", humantime_rfc3339(until)),
+        };
+        if let Err(e) = self.store.log_event(&event) {
+            tracing::error!(error = %e, "could not write the activity log");
+        }
+        if let Some(hook) = &self.on_ban {
+            hook(ip, until);
+        }
+    }
+}
+
+fn humantime_rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

@@ -300,7 +300,17 @@ pub struct Server {
 impl Server {
     /// Starts `postern serve --config CONFIG`; returns once it logs that it runs.
     pub fn start(config: &Path) -> Result<Server> {
-        let mut child = Command::new(postern_bin()?)
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Server::start`], the command run through `prefix` (e.g. `ip netns exec
+    /// NS`, which execs it: the process is still postern's).
+    pub fn start_with(config: &Path, prefix: &[&str]) -> Result<Server> {
+        let bin = postern_bin()?.to_string_lossy().into_owned();
+        let mut argv: Vec<&str> = prefix.to_vec();
+        argv.push(&bin);
+        let mut child = Command::new(argv[0])
+            .args(&argv[1..])
             .args(["serve", "--config", &config.to_string_lossy()])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -5,4 +5,5 @@ pub mod ca;
 pub mod dns;
 pub mod harness;
 pub mod imap;
+pub mod netns;
 pub mod sieve;
