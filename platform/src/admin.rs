@@ -100,6 +100,8 @@ pub enum Request {
     AcmeStatus,
     /// The firewall: show, apply, blocks, block lists.
     Firewall(crate::firewall::Request),
+    /// Admin accounts whose password hash is legacy or weak: `email: why` lines.
+    WeakAdminHashes,
 }
 
 /// Why an ACME request is refused when the running server has no ACME manager.
@@ -144,6 +146,7 @@ impl Request {
             // The certificate manager logs each order's outcome itself.
             Request::AcmeRenew { .. } | Request::AcmeStatus => return None,
             Request::Firewall(r) => return r.action(),
+            Request::WeakAdminHashes => return None,
             Request::UserList
             | Request::AliasList
             | Request::DomainList
@@ -501,6 +504,15 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
         }
         Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
         Request::Firewall(_) => unreachable_firewall()?,
+        Request::WeakAdminHashes => store
+            .accounts()?
+            .iter()
+            .filter(|a| a.admin)
+            .filter_map(|a| {
+                crate::security::weak_hash(&a.password_hash)
+                    .map(|why| format!("{}: {why}\n", a.email))
+            })
+            .collect(),
         Request::AcmeRenew { .. } | Request::AcmeStatus => {
             return Err(Refusal(
                 "certificates are ordered by the running server (its listeners answer the CA): start `postern serve` first".into(),
