@@ -213,12 +213,20 @@ pub fn verify_dummy(password: &str) {
 /// A random 20-character password that meets the policy, with no whitespace, quotes
 /// or backslashes (safe to paste into a shell or a TOML file).
 pub fn generate_password() -> Result<String, Error> {
+    generate_password_of(20)
+}
+
+/// A random password of `len` characters (at least 4) that meets the policy, from the
+/// same alphabet as [`generate_password`]: for machine credentials (an app's mail
+/// relay login is 128).
+pub fn generate_password_of(len: usize) -> Result<String, Error> {
+    let len = len.max(4);
     const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
     const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
     const DIGIT: &[u8] = b"23456789";
     const SYMBOL: &[u8] = b"-_.+=@%";
     let all: Vec<u8> = [LOWER, UPPER, DIGIT, SYMBOL].concat();
-    let mut random = [0u8; 64];
+    let mut random = vec![0u8; 2 * len];
     getrandom::fill(&mut random).map_err(|e| Error::Hash(e.to_string()))?;
     let pick = |set: &[u8], r: u8| char::from(set[usize::from(r) % set.len()]);
     let mut out: Vec<char> = vec![
@@ -227,11 +235,11 @@ pub fn generate_password() -> Result<String, Error> {
         pick(SYMBOL, random[2]),
         pick(LOWER, random[3]),
     ];
-    out.extend(random[4..20].iter().map(|r| pick(&all, *r)));
+    out.extend(random[4..len].iter().map(|r| pick(&all, *r)));
     // Fisher-Yates with the remaining random bytes, so the required classes are not
     // always at the front.
     for i in (1..out.len()).rev() {
-        let j = usize::from(random[20 + i]) % (i + 1);
+        let j = usize::from(random[len + i]) % (i + 1);
         out.swap(i, j);
     }
     Ok(out.into_iter().collect())

@@ -208,6 +208,9 @@ pub struct Driver {
     over_cap_log: LogOnce<IpAddr>,
     deny: Arc<crate::deny::DenyList>,
     denied_log: LogOnce<IpAddr>,
+    /// Networks with a connection rate of their own instead of `per_second` (our
+    /// app containers' relay logins: each app one address).
+    rate_overrides: Vec<(ipnet::IpNet, KeyedBuckets<IpAddr>)>,
     shutdown: Shutdown,
 }
 
@@ -215,17 +218,29 @@ impl Driver {
     /// A driver with the `[net]` caps; `tls` is needed by implicit-TLS and STARTTLS
     /// listeners.
     pub fn new(config: &Config, tls: Option<Tls>) -> Arc<Driver> {
-        Self::with_deny_list(config, tls, Arc::new(crate::deny::DenyList::disabled()))
+        Self::with_deny_list(
+            config,
+            tls,
+            Arc::new(crate::deny::DenyList::disabled()),
+            Vec::new(),
+        )
     }
 
     /// Like [`Driver::new`], closing at once every connection from an address `deny`
-    /// refuses (banned or blocked), before a byte is read or written.
+    /// refuses (banned or blocked), before a byte is read or written; an address in
+    /// one of `rate_overrides`' networks gets that many new connections per second
+    /// instead of `[net] connections_per_second`.
     pub fn with_deny_list(
         config: &Config,
         tls: Option<Tls>,
         deny: Arc<crate::deny::DenyList>,
+        rate_overrides: Vec<(ipnet::IpNet, u32)>,
     ) -> Arc<Driver> {
         Arc::new(Driver {
+            rate_overrides: rate_overrides
+                .into_iter()
+                .map(|(net, rate)| (net, KeyedBuckets::new(rate.max(1), rate.max(1))))
+                .collect(),
             deny,
             denied_log: LogOnce::new(Duration::from_secs(60)),
             tls,
@@ -329,7 +344,12 @@ impl Driver {
     /// Takes a connection slot for `ip`, or `None` when it is over a cap (logged once
     /// per IP per minute).
     fn admit(self: &Arc<Self>, ip: IpAddr, listener: &'static str) -> Option<Slot> {
-        let over = if self.per_second.acquire(&ip).is_err() {
+        let bucket = self
+            .rate_overrides
+            .iter()
+            .find(|(net, _)| net.contains(&ip))
+            .map_or(&self.per_second, |(_, b)| b);
+        let over = if bucket.acquire(&ip).is_err() {
             Some("connections per second")
         } else {
             let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());

@@ -51,6 +51,19 @@ pub enum Request {
         upstream: String,
         host: Option<String>,
     },
+    /// A web application run in a container from a root filesystem.
+    ContainerAdd {
+        name: String,
+        rootfs: String,
+        port: u16,
+        env: Vec<String>,
+        command: Vec<String>,
+        host: Option<String>,
+    },
+    /// Start a container app.
+    AppStart { name: String },
+    /// Stop a container app.
+    AppStop { name: String },
     /// The web applications.
     AppList,
     /// Remove a web application.
@@ -123,6 +136,14 @@ impl Request {
             Request::DomainDel { name } => ("domain-del", name.clone()),
             Request::AppAdd { name, upstream, .. } => ("app-add", format!("{name} -> {upstream}")),
             Request::AppDel { name } => ("app-del", name.clone()),
+            Request::ContainerAdd {
+                name, rootfs, port, ..
+            } => (
+                "app-add",
+                format!("{name} -> container {rootfs} port {port}"),
+            ),
+            Request::AppStart { name } => ("app-start", name.clone()),
+            Request::AppStop { name } => ("app-stop", name.clone()),
             Request::DkimRotate { domain } => ("dkim-rotate", domain.clone()),
             Request::DkimActivate { domain, selector } => {
                 ("dkim-activate", format!("{selector}._domainkey.{domain}"))
@@ -235,6 +256,21 @@ pub fn execute_in(
         store.log_event(&event)?;
     }
     Ok(out)
+}
+
+/// The host an app is served on: the one given, or `NAME.<first domain>`.
+fn app_host(store: &Store, name: &str, host: &Option<String>) -> Result<String, Refusal> {
+    match host {
+        Some(h) => Ok(h.clone()),
+        None => {
+            let Some(first) = store.domains()?.into_iter().next() else {
+                return Err(Refusal(
+                    "there is no domain to put the app under: give --host".into(),
+                ));
+            };
+            Ok(format!("{}.{}", name.to_ascii_lowercase(), first.name))
+        }
+    }
 }
 
 /// [`run`] never sees a firewall request: [`execute_in`] takes it first.
@@ -353,31 +389,55 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             upstream,
             host,
         } => {
-            let host = match host {
-                Some(h) => h.clone(),
-                None => {
-                    let Some(first) = store.domains()?.into_iter().next() else {
-                        return Err(Refusal(
-                            "there is no domain to put the app under: give --host".into(),
-                        ));
-                    };
-                    format!("{}.{}", name.to_ascii_lowercase(), first.name)
-                }
-            };
+            let host = app_host(store, name, host)?;
             let app = store.add_app(name, &host, upstream)?;
             format!(
                 "Added app {} on https://{}/ -> http://{}/ (point {} at this server)\n",
                 app.name, app.host, app.upstream, app.host
             )
         }
+        Request::ContainerAdd {
+            name,
+            rootfs,
+            port,
+            env,
+            command,
+            host,
+        } => {
+            let new = crate::containers::NewContainer {
+                host: app_host(store, name, host)?,
+                name: name.clone(),
+                rootfs: rootfs.clone(),
+                port: *port,
+                env: env.clone(),
+                command: command.clone(),
+            };
+            crate::containers::add(store, config, &new)?
+        }
+        Request::AppStart { name } => crate::containers::start(store, config, name)?,
+        Request::AppStop { name } => crate::containers::stop(store, config, name)?,
         Request::AppList => store
             .apps()?
             .iter()
-            .map(|a| format!("{}\t{}\t{}\n", a.name, a.host, a.upstream))
+            .map(|a| {
+                format!(
+                    "{}\t{}\t{}\t{}\n",
+                    a.name,
+                    a.host,
+                    a.upstream,
+                    crate::containers::status(config, a)
+                )
+            })
             .collect(),
         Request::AppDel { name } => {
-            let app = store.remove_app(name)?;
-            format!("Removed app {} ({})\n", app.name, app.host)
+            let name = name.to_ascii_lowercase();
+            let existing = store.apps()?.into_iter().find(|a| a.name == name);
+            let Some(existing) = existing else {
+                return Err(Refusal(format!("no app named {name}")));
+            };
+            let cleanup = crate::containers::remove(config, store, &existing)?;
+            let app = store.remove_app(&name)?;
+            format!("Removed app {} ({})\n{cleanup}", app.name, app.host)
         }
         Request::DkimList { domain } => {
             let keys = domain_keys(store, domain)?;

@@ -43,6 +43,8 @@ pub struct Config {
     pub acme: crate::acme::Config,
     /// The host firewall and automatic bans.
     pub firewall: crate::firewall::FirewallConfig,
+    /// Apps run in containers.
+    pub apps: crate::containers::AppsConfig,
     /// DNS lookups.
     pub dns: common::dns::Config,
     /// Spam checks on incoming mail.
@@ -72,6 +74,7 @@ impl Default for Config {
             admin: Default::default(),
             acme: Default::default(),
             firewall: Default::default(),
+            apps: Default::default(),
             dns: Default::default(),
             spam: Default::default(),
             queue: Default::default(),
@@ -187,6 +190,16 @@ fn validate(c: &Config) -> Result<()> {
     }
     if fw.ban_after_failed_logins > 0 && fw.ban_hours == 0 {
         bail!("key `firewall.ban_hours`: must be at least 1 when bans are on");
+    }
+    if c.apps.subnet.prefix_len() > 29
+        || c.apps.memory_mb < 16
+        || c.apps.pids < 8
+        || c.apps.first_uid == 0
+        || c.apps.mail_connections_per_second == 0
+    {
+        bail!(
+            "keys `apps.*`: subnet at most a /29, memory_mb at least 16, pids at least 8, first_uid and mail_connections_per_second at least 1"
+        );
     }
     if c.acme.renew_days == 0 || c.acme.renew_days > 60 {
         bail!("key `acme.renew_days`: must be between 1 and 60");

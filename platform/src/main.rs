@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod certs;
 mod config;
+mod containers;
 mod control;
 mod dnssetup;
 mod firewall;
@@ -330,20 +331,45 @@ enum DomainCommand {
 #[derive(Debug, Subcommand)]
 enum AppCommand {
     /// Serve an application on its own host name: HTTPS requests to it are passed to
-    /// the upstream over HTTP/1.1 with the client's address in X-Forwarded-For.
+    /// the upstream over HTTP/1.1 with the client's address in X-Forwarded-For. The
+    /// upstream is HOST:PORT (--upstream), or a container we run from a root
+    /// filesystem (--rootfs and --port).
+    #[command(group(clap::ArgGroup::new("where").required(true).args(["upstream", "rootfs"])))]
     Add {
         /// The app's name (lower-case letters, digits, hyphens).
         name: String,
         /// Where it listens: HOST:PORT.
-        #[arg(long)]
-        upstream: String,
+        #[arg(long, conflicts_with_all = ["rootfs", "port", "env", "command"])]
+        upstream: Option<String>,
+        /// Run it in a container from this root filesystem (read-only).
+        #[arg(long, value_name = "DIR", requires = "port")]
+        rootfs: Option<String>,
+        /// The port it listens on inside its container.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// An environment variable for the container (repeatable).
+        #[arg(long, value_name = "K=V")]
+        env: Vec<String>,
+        /// What the container runs (default: /start).
+        #[arg(long, value_name = "PROGRAM", num_args = 1.., allow_hyphen_values = true)]
+        command: Vec<String>,
         /// The host name to serve it on (default: NAME.<first domain>).
         #[arg(long)]
         host: Option<String>,
     },
-    /// List the apps: name, host, upstream.
+    /// List the apps: name, host, upstream, state.
     List,
-    /// Stop serving an app.
+    /// Start a container app (and at every `serve` start from now on).
+    Start {
+        /// The app's name.
+        name: String,
+    },
+    /// Stop a container app (it stays stopped across restarts).
+    Stop {
+        /// The app's name.
+        name: String,
+    },
+    /// Stop serving an app (a container app's data volume is kept).
     Del {
         /// The app's name.
         name: String,
@@ -458,13 +484,32 @@ fn run(cli: Cli) -> Result<()> {
             match c {
                 AppCommand::Add {
                     name,
-                    upstream,
+                    upstream: Some(upstream),
                     host,
+                    ..
                 } => Request::AppAdd {
                     name,
                     upstream,
                     host,
                 },
+                AppCommand::Add {
+                    name,
+                    rootfs,
+                    port,
+                    env,
+                    command,
+                    host,
+                    ..
+                } => Request::ContainerAdd {
+                    name,
+                    rootfs: rootfs.unwrap_or_default(),
+                    port: port.unwrap_or_default(),
+                    env,
+                    command,
+                    host,
+                },
+                AppCommand::Start { name } => Request::AppStart { name },
+                AppCommand::Stop { name } => Request::AppStop { name },
                 AppCommand::List => Request::AppList,
                 AppCommand::Del { name } => Request::AppDel { name },
             },

@@ -142,7 +142,12 @@ async fn serve(config: Config) -> Result<()> {
             .with_bans(deny.clone(), on_ban),
     );
 
-    let driver = Driver::with_deny_list(&config.net, Some(tls.clone()), deny.clone());
+    // Each app container (one address each) gets its own relay connection rate.
+    let app_rate = vec![(
+        ipnet::IpNet::V4(config.apps.subnet),
+        config.apps.mail_connections_per_second,
+    )];
+    let driver = Driver::with_deny_list(&config.net, Some(tls.clone()), deny.clone(), app_rate);
     let dnsbl = if config.spam.dnsbl.is_empty() {
         None
     } else {
@@ -243,6 +248,11 @@ async fn serve(config: Config) -> Result<()> {
             TlsMode::Plain => "plaintext",
         };
         tracing::info!("listening: {name} on {addr} ({tls})");
+    }
+    // Apps in containers that should run and do not (after a reboot, say).
+    {
+        let (config, store) = (config.clone(), store.clone());
+        tokio::task::spawn_blocking(move || crate::containers::boot(&config, &store));
     }
     // Every listener is bound and served: /healthz says so until shutdown begins.
     web.ready.store(true, std::sync::atomic::Ordering::Release);

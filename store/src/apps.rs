@@ -21,6 +21,35 @@ pub struct App {
     /// When it was added.
     #[serde(with = "crate::unix_ms", default = "crate::unix_ms::epoch")]
     pub created: SystemTime,
+    /// Set when the app runs in a container of ours; its upstream is then the
+    /// container's address.
+    #[serde(default)]
+    pub container: Option<Container>,
+}
+
+/// An app that runs in a container (runc) from a root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// The root filesystem directory (read-only in the container).
+    pub rootfs: String,
+    /// The port the app listens on inside its network namespace.
+    pub port: u16,
+    /// What runs: the program and its arguments.
+    pub command: Vec<String>,
+    /// `KEY=VALUE` environment entries.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Its slot: its network, its uid.
+    pub index: u32,
+    /// Its address inside its own network namespace.
+    pub address: String,
+    /// The host's address on the app's link (where the app reaches our mail relay).
+    pub gateway: String,
+    /// The account it sends mail as.
+    pub relay_account: String,
+    /// Whether it should run (started by `app start` and at every `serve` start).
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// Checks an app name: 1 to 63 of `a-z`, `0-9`, `-`, not starting or ending with `-`.
@@ -108,12 +137,17 @@ impl Store {
         self.write(|txn| {
             let mut table = txn.open_table(APPS)?;
             let existing: Option<App> = decode_opt("an app", table.get(name.as_str())?)?;
-            let created = match (existing, replace) {
+            let (created, container) = match (existing, replace) {
                 (Some(_), false) => return Err(Error::Exists(format!("an app named {name}"))),
                 (None, true) => return Err(Error::NotFound(format!("the app {name}"))),
-                (Some(old), true) => old.created,
-                (None, false) => now(),
+                (Some(old), true) => (old.created, old.container),
+                (None, false) => (now(), None),
             };
+            if container.is_some() && replace {
+                return Err(Error::Invalid(format!(
+                    "the app {name} runs in a container: its upstream is its own; remove and add it to change it"
+                )));
+            }
             for row in table.iter()? {
                 let (_, v) = row?;
                 let other: App = decode("an app", v.value())?;
@@ -126,7 +160,62 @@ impl Store {
                 host: host.clone(),
                 upstream: upstream.to_string(),
                 created,
+                container,
             };
+            table.insert(name.as_str(), encode("an app", &app)?.as_slice())?;
+            Ok(app)
+        })
+    }
+
+    /// Adds an app that runs in a container; its upstream is the container's address
+    /// and port. [`Error::Exists`] if the name, host or slot is taken.
+    pub fn add_container_app(
+        &self,
+        name: &str,
+        host: &str,
+        container: Container,
+    ) -> Result<App, Error> {
+        let upstream = format!("{}:{}", container.address, container.port);
+        let app = self.put_app(name, host, &upstream, false)?;
+        self.write(|txn| {
+            let mut table = txn.open_table(APPS)?;
+            let mut taken = false;
+            for row in table.iter()? {
+                let (_, v) = row?;
+                let other: App = decode("an app", v.value())?;
+                taken |= other.name != app.name
+                    && other
+                        .container
+                        .as_ref()
+                        .is_some_and(|c| c.index == container.index);
+            }
+            if taken {
+                table.remove(app.name.as_str())?;
+                return Err(Error::Exists(format!("the app slot {}", container.index)));
+            }
+            let app = App {
+                container: Some(container),
+                ..app
+            };
+            table.insert(app.name.as_str(), encode("an app", &app)?.as_slice())?;
+            Ok(app)
+        })
+    }
+
+    /// Marks a container app to run or not. [`Error::NotFound`] for an unknown name,
+    /// [`Error::Invalid`] for an app that is not a container.
+    pub fn set_app_enabled(&self, name: &str, enabled: bool) -> Result<App, Error> {
+        let name = name.to_ascii_lowercase();
+        self.write(|txn| {
+            let mut table = txn.open_table(APPS)?;
+            let app: Option<App> = decode_opt("an app", table.get(name.as_str())?)?;
+            let mut app = app.ok_or_else(|| Error::NotFound(format!("the app {name}")))?;
+            let Some(container) = app.container.as_mut() else {
+                return Err(Error::Invalid(format!(
+                    "the app {name} runs elsewhere (--upstream), not in a container of ours"
+                )));
+            };
+            container.enabled = enabled;
             table.insert(name.as_str(), encode("an app", &app)?.as_slice())?;
             Ok(app)
         })

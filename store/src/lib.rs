@@ -44,7 +44,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
-pub use apps::App;
+pub use apps::{App, Container};
 pub use audit::{AuditEntry, AuditEvent};
 pub use changes::Change;
 pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};

@@ -1,0 +1,198 @@
+//! Apps in containers, for real with Debian's runc: a busybox root filesystem runs as
+//! an app; from inside it, `/` is read-only, its uid is not 0, `mount` is refused and
+//! it has no route out; its memory limit is set; it answers only through the proxy on
+//! its own subdomain; its AppArmor profile parses; stop and del clean up.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tests::harness::{Setup, ensure_package, ensure_tool};
+
+const START: &str = r#"#!/bin/sh
+{ touch /written 2>/dev/null && echo writable || echo read-only; } > /data/root
+id -u > /data/uid.tmp
+mount -t tmpfs none /mnt > /data/mount.out 2>&1; echo $? > /data/mount.rc
+ip route > /data/routes 2>&1
+mkdir -p /data/www
+echo "hello from $POSTERN_APP as $POSTERN_SMTP_USER" > /data/www/index.html
+mv /data/uid.tmp /data/uid
+exec httpd -f -p 8080 -h /data/www
+"#;
+
+fn rootfs(dir: &Path) {
+    let busybox = ensure_tool("busybox", "busybox-static").unwrap();
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "data", "mnt"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy(&busybox, dir.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "touch", "id", "mount", "echo", "ip", "mv", "httpd", "cat", "mkdir",
+    ] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(dir.join("start"), START).unwrap();
+    std::fs::set_permissions(dir.join("start"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in [dir, &dir.join("tmp")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Whatever a failed run leaves behind goes: the app's processes, network namespace,
+/// link and cgroups (a passing run leaves nothing: `app del` removes them).
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", "postern-app-blog"])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", "postern-app-blog"])
+            .status();
+        let _ = Command::new("ip").args(["link", "del", "pstn1h"]).status();
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                let _ = std::fs::remove_dir(c.path().join("postern/blog"));
+            }
+        }
+    }
+}
+
+fn curl_app(setup: &Setup) -> (u32, String) {
+    let port = setup.ports.https.port();
+    let out = Command::new(ensure_tool("curl", "curl").unwrap())
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--resolve",
+        ])
+        .arg(format!("blog.example.test:{port}:127.0.0.1"))
+        .arg(format!("https://blog.example.test:{port}/index.html"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn a_busybox_app_runs_confined_and_is_reached_only_through_the_proxy() {
+    ensure_tool("runc", "runc").unwrap();
+    ensure_tool("apparmor_parser", "apparmor").unwrap();
+    ensure_package("iproute2").unwrap();
+    let _cleanup = Cleanup;
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let fs = setup.dir.path().join("rootfs");
+    rootfs(&fs);
+    let _server = setup.serve().unwrap();
+    let added = setup
+        .cli_ok(
+            &[
+                "app",
+                "add",
+                "blog",
+                "--rootfs",
+                fs.to_str().unwrap(),
+                "--port",
+                "8080",
+            ],
+            None,
+        )
+        .unwrap();
+    assert!(added.contains("Started"), "{added}");
+    assert!(added.contains("Mail relay: blog@example.test"), "{added}");
+    let data = setup.data_dir.join("apps/blog/data");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !data.join("uid").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the app did not start: {}",
+            std::fs::read_to_string(setup.data_dir.join("apps/blog/app.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read = |f: &str| std::fs::read_to_string(data.join(f)).unwrap();
+    assert_eq!(read("root").trim(), "read-only");
+    let uid: u32 = read("uid").trim().parse().unwrap();
+    assert_ne!(uid, 0);
+    assert_ne!(read("mount.rc").trim(), "0");
+    let mount = read("mount.out");
+    assert!(
+        mount.contains("ermission denied") || mount.contains("not permitted"),
+        "mount said: {mount}"
+    );
+    let routes = read("routes");
+    assert!(
+        !routes.contains("default"),
+        "the app has a way out: {routes}"
+    );
+    // The memory limit, as the kernel has it (cgroup v1 or v2).
+    let limit = [
+        "/sys/fs/cgroup/memory/postern/blog/memory.limit_in_bytes",
+        "/sys/fs/cgroup/postern/blog/memory.max",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .expect("the app's memory cgroup");
+    assert_eq!(limit.trim(), (256u64 << 20).to_string());
+
+    // Through the proxy on its subdomain, and not on any of the host's addresses.
+    let (code, body) = curl_app(&setup);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body.trim(), "hello from blog as blog@example.test");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 8080)).is_err());
+    let list = setup.cli_ok(&["app", "list"], None).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("blog\tblog.example.test\t10.77.0.6:8080\trunning")),
+        "{list}"
+    );
+    let users = setup.cli_ok(&["user", "list"], None).unwrap();
+    assert!(users.contains("blog@example.test"), "{users}");
+
+    // Its AppArmor profile is valid (this kernel cannot enforce it).
+    let profile = setup.data_dir.join("apps/blog/apparmor.profile");
+    let parsed = Command::new("apparmor_parser")
+        .args(["-Q", "-K", "-S"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "apparmor_parser: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+
+    // Stopped: the proxy has nothing to reach; started again: it answers.
+    setup.cli_ok(&["app", "stop", "blog"], None).unwrap();
+    assert_eq!(curl_app(&setup).0, 502);
+    setup.cli_ok(&["app", "start", "blog"], None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while curl_app(&setup).0 != 200 {
+        assert!(Instant::now() < deadline, "the app did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Deleted: container, network and relay account gone, its data kept.
+    let out = setup.cli_ok(&["app", "del", "blog"], None).unwrap();
+    assert!(out.contains("its data stays"), "{out}");
+    assert!(!Path::new("/run/netns/postern-app-blog").exists());
+    assert!(
+        !setup
+            .cli_ok(&["user", "list"], None)
+            .unwrap()
+            .contains("blog@example.test")
+    );
+    assert!(data.join("uid").exists());
+}
