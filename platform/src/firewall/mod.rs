@@ -116,6 +116,10 @@ pub fn plan(config: &Config, store: &Store) -> Result<Plan, Refusal> {
         mail_per_second: config.firewall.mail_connections_per_second,
         http_per_second: config.firewall.http_connections_per_second,
         http_burst: config.firewall.http_burst,
+        apps: Some((
+            IpNet::V4(config.apps.subnet),
+            config.apps.mail_connections_per_second,
+        )),
         blocks: store.blocks()?.into_iter().map(|b| b.net).collect(),
         lists: store
             .block_lists()?

@@ -24,6 +24,9 @@ pub struct Plan {
     pub http_per_second: u32,
     /// ...with this burst.
     pub http_burst: u32,
+    /// The app containers' network and the new mail connections each app may open per
+    /// second (instead of `mail_per_second`).
+    pub apps: Option<(IpNet, u32)>,
     /// The admin's blocks.
     pub blocks: Vec<IpNet>,
     /// The named block lists.
@@ -229,6 +232,15 @@ pub fn render_rules(plan: &Plan, family: Family) -> String {
     }
     rule(format!("-A {CHAIN} -j DROP"));
 
+    if let Some((net, per_second)) = plan.apps.filter(|(net, _)| family.holds(net)) {
+        // Each app (one address) has its own, higher mail rate, and no other limit.
+        for ports in port_lists(&plan.mail_ports) {
+            rule(format!(
+                "-A {RATE_CHAIN} -s {net} -p tcp -m multiport --dports {ports} -m hashlimit --hashlimit-name postern_apps --hashlimit-mode srcip --hashlimit-above {per_second}/sec --hashlimit-burst {per_second} -j DROP"
+            ));
+        }
+        rule(format!("-A {RATE_CHAIN} -s {net} -j RETURN"));
+    }
     let recent = format!("postern_ssh{}", family.suffix());
     rule(format!(
         "-A {RATE_CHAIN} -p tcp --dport {} -m recent --name {recent} --set --rsource",
@@ -286,6 +298,7 @@ mod tests {
             mail_per_second: 50,
             http_per_second: 200,
             http_burst: 400,
+            apps: Some(("10.77.0.0/16".parse().unwrap(), 500)),
             blocks: Vec::new(),
             lists: Vec::new(),
             bans: Vec::new(),
@@ -301,6 +314,7 @@ mod tests {
             mail_per_second: 20,
             http_per_second: 100,
             http_burst: 150,
+            apps: None,
             blocks: vec![
                 "192.0.2.0/24".parse().unwrap(),
                 "198.51.100.7/32".parse().unwrap(),
