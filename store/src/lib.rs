@@ -140,12 +140,12 @@ pub enum Error {
     InUse(String),
     /// A backup cannot be used: not a backup, damaged, tampered with, truncated, or the
     /// passphrase is wrong or missing.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {reason}", path.display())]
     Backup {
         /// The archive file.
         path: PathBuf,
-        /// What is wrong with it.
-        source: backup::BackupError,
+        /// What is wrong with it (part of this error's text, so not its `source`).
+        reason: backup::BackupError,
     },
     /// Another process (or another `Store` in this one) has the index open.
     #[error("the store in {} is in use by another process", .0.display())]

@@ -102,9 +102,9 @@ impl From<io::Error> for ReadError {
 impl ReadError {
     fn at(self, archive: &Path) -> Error {
         match self {
-            ReadError::Backup(source) => Error::Backup {
+            ReadError::Backup(reason) => Error::Backup {
                 path: archive.to_path_buf(),
-                source,
+                reason,
             },
             ReadError::Io(e) => Error::io(archive, e),
         }

@@ -290,7 +290,7 @@ fn damaged_backups_are_refused_and_touch_nothing() {
     // Enough body bytes for several chunks.
     let alice = store.account("alice@example.org").unwrap().unwrap();
     let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let big: Vec<u8> = (0..2_300_000u32).map(|i| (i % 253) as u8).collect();
     store
         .append(inbox.id, &big, &[], SystemTime::now())
         .unwrap();
