@@ -98,6 +98,13 @@ pub enum Request {
     AcmeRenew { names: Vec<String>, force: bool },
     /// Each served name's certificate and the last ACME failure.
     AcmeStatus,
+    /// Write a backup into `to` (an absolute path, missing or empty), encrypted when a
+    /// passphrase is given. The running server streams its progress first (see
+    /// `control`).
+    BackupCreate {
+        to: std::path::PathBuf,
+        passphrase: Option<crate::backup::Passphrase>,
+    },
 }
 
 /// Why an ACME request is refused when the running server has no ACME manager.
@@ -139,8 +146,11 @@ impl Request {
             Request::DkimList { .. } | Request::QueueList | Request::MailboxDigests { .. } => {
                 return None;
             }
-            // The certificate manager logs each order's outcome itself.
-            Request::AcmeRenew { .. } | Request::AcmeStatus => return None,
+            // The certificate manager logs each order's outcome itself, and a backup
+            // logs `backup-created` or `backup-failed`.
+            Request::AcmeRenew { .. } | Request::AcmeStatus | Request::BackupCreate { .. } => {
+                return None;
+            }
             Request::UserList
             | Request::AliasList
             | Request::DomainList
@@ -202,7 +212,7 @@ pub fn execute_from(
     actor: &str,
     ip: Option<std::net::IpAddr>,
 ) -> Result<String, Refusal> {
-    let out = run(store, config, request)?;
+    let out = run(store, config, request, actor)?;
     if let Some((action, detail)) = request.action() {
         let event = AuditEvent {
             actor: actor.to_string(),
@@ -225,7 +235,7 @@ fn password_or_generated(password: &Option<String>) -> Result<(String, bool), Re
     }
 }
 
-fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refusal> {
+fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result<String, Refusal> {
     Ok(match request {
         Request::UserAdd { email, password } => {
             let (password, generated) = password_or_generated(password)?;
@@ -474,6 +484,9 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
             )
         }
         Request::MailList { email, mailbox } => mail_list(store, email, mailbox.as_deref())?,
+        Request::BackupCreate { to, passphrase } => {
+            crate::backup::create(store, to, passphrase.as_ref(), actor, &mut |_, _| {})?
+        }
         Request::AcmeRenew { .. } | Request::AcmeStatus => {
             return Err(Refusal(
                 "certificates are ordered by the running server (its listeners answer the CA): start `postern serve` first".into(),

@@ -51,6 +51,8 @@ pub struct Config {
     pub auth: common::auth::Config,
     /// Per-client caps on every mail listener.
     pub net: common::net::Config,
+    /// Nightly backups (`postern backup` makes one at any time).
+    pub backup: crate::backup::Config,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             queue: Default::default(),
             auth: Default::default(),
             net: Default::default(),
+            backup: Default::default(),
         }
     }
 }
@@ -168,6 +171,7 @@ fn validate(c: &Config) -> Result<()> {
     if c.acme.renew_days == 0 || c.acme.renew_days > 60 {
         bail!("key `acme.renew_days`: must be between 1 and 60");
     }
+    c.backup.validate()?;
     Ok(())
 }
 
@@ -256,6 +260,9 @@ mod tests {
             "[net]",
             "connections_per_second",
             "connections_per_ip",
+            "[backup]",
+            "passphrase_file",
+            "keep",
         ] {
             assert!(text.contains(key), "missing {key}");
         }
@@ -280,6 +287,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("trusted_networks"), "{e}");
+        let e = parse("[backup]\ndir = \"/b\"\nhour = 25\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backup.hour"), "{e}");
         let e = parse("[spam]\nmilter = \"nonsense\"\n")
             .unwrap_err()
             .to_string();
