@@ -240,6 +240,7 @@ impl Store {
         // stays until the backup is done, and the snapshot below is taken after it.
         let _hold = self.blobs.hold();
         let txn = self.db.begin_read()?;
+        tracing::info!(archive = %path.display(), "backup: snapshot taken");
         {
             use redb::TableHandle;
             for handle in txn.list_tables()? {
@@ -337,6 +338,13 @@ impl Store {
         write_json(&mut w, records::END, &counts).map_err(io)?;
         let (out, archive_bytes) = w.finish().map_err(io)?;
         progress(total, total);
+        tracing::info!(
+            archive = %path.display(),
+            bodies = counts.bodies,
+            bytes = archive_bytes,
+            encrypted,
+            "backup: written"
+        );
         Ok((
             out,
             Summary::new(&manifest, &counts, encrypted, archive_bytes),
