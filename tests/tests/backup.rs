@@ -1,7 +1,7 @@
-//! Backups, black-box: `postern backup create` while smtplib delivers to the MX, a
-//! restore into an empty directory, and a server started on the restored directory
-//! serves every message of the snapshot byte for byte (compared by SHA-256 over
-//! IMAP). A flipped byte, a truncated archive or a wrong passphrase makes restore fail
+//! Backups, black-box: `postern backup create` while smtplib delivers to the MX (and
+//! while messages of the snapshot are expunged over IMAP), a restore into an empty
+//! directory, and a server started on the restored directory serves every message of
+//! the snapshot byte for byte (compared by SHA-256 over IMAP). A flipped byte, a truncated archive or a wrong passphrase makes restore fail
 //! with one clear line and leaves the target untouched.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
@@ -51,6 +51,15 @@ for d in data:
         uid = re.search(rb"UID (\d+)", d[0]).group(1).decode()
         mid = re.search(rb"Message-ID: <([^>]+)>", d[1])
         print(uid, hashlib.sha256(d[1]).hexdigest(), mid.group(1).decode() if mid else "-")
+m.logout()
+"#;
+
+/// Expunges the UIDs of the fourth argument (a UID set) from the admin's INBOX.
+const EXPUNGE: &str = r#"
+m = connect()
+ok(m.select("INBOX"))
+ok(m.uid("STORE", sys.argv[4], "+FLAGS.SILENT", "(\\Deleted)"))
+ok(m.expunge())
 m.logout()
 "#;
 
@@ -197,25 +206,66 @@ fn backup_during_deliveries_restores_every_message_byte_for_byte() {
         .iter()
         .map(|(_, id)| id.clone())
         .collect();
+    // The messages as they are before some are expunged below: the last ten
+    // acknowledged before the backup starts are in its snapshot, and their bodies are
+    // the last it copies.
+    let early = digests(&setup);
+    let doomed: Vec<u32> = early
+        .iter()
+        .filter(|(_, (_, id))| acked_before.contains(id))
+        .map(|(uid, _)| *uid)
+        .rev()
+        .take(10)
+        .collect();
+    assert_eq!(doomed.len(), 10);
+    let doomed_set = doomed
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let started = Instant::now();
-    let out = setup
-        .cli(
-            &[
-                "backup",
-                "create",
-                "--to",
-                &backup.to_string_lossy(),
-                "--passphrase-file",
-                &pass.to_string_lossy(),
-            ],
-            None,
-        )
+    let args: Vec<String> = [
+        "--config",
+        &setup.config.to_string_lossy(),
+        "backup",
+        "create",
+        "--to",
+        &backup.to_string_lossy(),
+        "--passphrase-file",
+        &pass.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let create = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tests::harness::postern(&args, None).unwrap();
+        (out, Instant::now())
+    });
+    // Once the server has its snapshot, those ten are expunged while it copies the
+    // bodies before theirs: the backup must still hold them.
+    server
+        .wait_for_log("backup: snapshot taken", Duration::from_secs(60))
         .unwrap();
-    let took = started.elapsed();
-    let ended = Instant::now();
+    run(
+        &format!("{PRELUDE}{EXPUNGE}"),
+        &[
+            &setup.ports.imaps.port().to_string(),
+            ADMIN,
+            &setup.password,
+            &doomed_set,
+        ],
+    );
+    let expunged_at = Instant::now();
+    let (out, ended) = create.join().unwrap();
+    let took = ended - started;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("Encrypted with AES-256-GCM"), "{stdout}");
+    assert!(
+        expunged_at < ended,
+        "the expunge ended after the backup: nothing was proved about it"
+    );
     // Deliveries went on while the backup was written, and after.
     let after = deliveries.count() + 5;
     deliveries.wait_for(after);
@@ -243,12 +293,19 @@ fn backup_during_deliveries_restores_every_message_byte_for_byte() {
     assert!(!out.status.success());
     assert!(stderr.contains("a server is running on"), "{stderr}");
 
-    let original = digests(&setup);
+    // Every message the server ever held: the ones there now, and the expunged ones
+    // as they were before.
+    let now = digests(&setup);
     assert_eq!(
-        original.len(),
+        now.len() + 10,
         acked.len(),
         "every acknowledged message is stored"
     );
+    assert!(doomed.iter().all(|uid| !now.contains_key(uid)));
+    let mut original = now.clone();
+    for uid in &doomed {
+        original.insert(*uid, early[uid].clone());
+    }
     server.stop(Duration::from_secs(10)).unwrap();
 
     let verified = setup
@@ -297,7 +354,8 @@ fn backup_during_deliveries_restores_every_message_byte_for_byte() {
     let restored = digests(&setup);
     restored_server.stop(Duration::from_secs(10)).unwrap();
 
-    // Every message in the backup is byte-identical to the original with its UID.
+    // Every message in the backup is byte-identical to the original with its UID,
+    // the ten expunged during the backup included.
     for (uid, (hash, id)) in &restored {
         assert_eq!(
             original.get(uid),
@@ -305,6 +363,7 @@ fn backup_during_deliveries_restores_every_message_byte_for_byte() {
             "UID {uid} differs"
         );
     }
+    assert!(doomed.iter().all(|uid| restored.contains_key(uid)));
     // A point in time: the restored UIDs are a prefix of the original's...
     let k = restored.len();
     assert!(original.keys().take(k).eq(restored.keys()));
@@ -321,7 +380,7 @@ fn backup_during_deliveries_restores_every_message_byte_for_byte() {
     let archive = backup.join("postern.backup");
     let verified_line = verified.lines().nth(1).unwrap_or_default();
     println!(
-        "backup while delivering: {} messages acknowledged before the backup, {during} during it, \
+        "backup while delivering: {} messages seen acknowledged before the backup started, {during} while it ran, \
          {} in the snapshot ({verified_line}); archive {} bytes; create took {:.2} s, restore {:.2} s",
         acked_before.len(),
         k,
