@@ -254,7 +254,8 @@ pub fn restore(from: &Path, to: &Path, passphrase: Option<&Passphrase>) -> Resul
     });
     let result = store::backup::restore(from, to, passphrase.map(|p| p.0.as_slice()), &mut report);
     bar.finish_and_clear();
-    let summary = result?;
+    // The store's error already names the file and the cause: one line, no chain.
+    let summary = result.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = format!(
         "Restored {} into {}\n",
         store::backup::archive_path(from).display(),
@@ -296,7 +297,7 @@ pub fn verify(from: &Path, passphrase: Option<&Passphrase>) -> Result<String> {
     });
     let result = store::backup::verify(from, passphrase.map(|p| p.0.as_slice()), &mut report);
     bar.finish_and_clear();
-    let summary = result?;
+    let summary = result.map_err(|e| anyhow::anyhow!("{e}"))?;
     let created = SystemTime::UNIX_EPOCH + Duration::from_millis(summary.created_ms);
     let mut out = format!(
         "{} is complete and {} (taken {}, {})\n",
