@@ -115,6 +115,13 @@ pub enum Request {
     Firewall(crate::firewall::Request),
     /// Admin accounts whose password hash is legacy or weak: `email: why` lines.
     WeakAdminHashes,
+    /// Write a backup into `to` (an absolute path, missing or empty), encrypted when a
+    /// passphrase is given. The running server streams its progress first (see
+    /// `control`).
+    BackupCreate {
+        to: std::path::PathBuf,
+        passphrase: Option<crate::backup::Passphrase>,
+    },
 }
 
 /// Why an ACME request is refused when the running server has no ACME manager.
@@ -164,8 +171,11 @@ impl Request {
             Request::DkimList { .. } | Request::QueueList | Request::MailboxDigests { .. } => {
                 return None;
             }
-            // The certificate manager logs each order's outcome itself.
-            Request::AcmeRenew { .. } | Request::AcmeStatus => return None,
+            // The certificate manager logs each order's outcome itself, and a backup
+            // logs `backup-created` or `backup-failed`.
+            Request::AcmeRenew { .. } | Request::AcmeStatus | Request::BackupCreate { .. } => {
+                return None;
+            }
             Request::Firewall(r) => return r.action(),
             Request::WeakAdminHashes => return None,
             Request::UserList
@@ -244,7 +254,7 @@ pub fn execute_in(
 ) -> Result<String, Refusal> {
     let out = match request {
         Request::Firewall(r) => crate::firewall::execute(store, config, deny, r, actor)?,
-        _ => run(store, config, request)?,
+        _ => run(store, config, request, actor)?,
     };
     if let Some((action, detail)) = request.action() {
         let event = AuditEvent {
@@ -290,7 +300,7 @@ fn password_or_generated(password: &Option<String>) -> Result<(String, bool), Re
     }
 }
 
-fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refusal> {
+fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result<String, Refusal> {
     Ok(match request {
         Request::UserAdd { email, password } => {
             let (password, generated) = password_or_generated(password)?;
@@ -573,6 +583,9 @@ fn run(store: &Store, config: &Config, request: &Request) -> Result<String, Refu
                     .map(|why| format!("{}: {why}\n", a.email))
             })
             .collect(),
+        Request::BackupCreate { to, passphrase } => {
+            crate::backup::create(store, to, passphrase.as_ref(), actor, &mut |_, _| {})?
+        }
         Request::AcmeRenew { .. } | Request::AcmeStatus => {
             return Err(Refusal(
                 "certificates are ordered by the running server (its listeners answer the CA): start `postern serve` first".into(),

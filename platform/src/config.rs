@@ -55,6 +55,8 @@ pub struct Config {
     pub auth: common::auth::Config,
     /// Per-client caps on every mail listener.
     pub net: common::net::Config,
+    /// Nightly backups (`postern backup` makes one at any time).
+    pub backup: crate::backup::Config,
 }
 
 impl Default for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             queue: Default::default(),
             auth: Default::default(),
             net: Default::default(),
+            backup: Default::default(),
         }
     }
 }
@@ -204,6 +207,7 @@ fn validate(c: &Config) -> Result<()> {
     if c.acme.renew_days == 0 || c.acme.renew_days > 60 {
         bail!("key `acme.renew_days`: must be between 1 and 60");
     }
+    c.backup.validate()?;
     Ok(())
 }
 
@@ -292,6 +296,9 @@ mod tests {
             "[net]",
             "connections_per_second",
             "connections_per_ip",
+            "[backup]",
+            "passphrase_file",
+            "keep",
         ] {
             assert!(text.contains(key), "missing {key}");
         }
@@ -316,6 +323,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("trusted_networks"), "{e}");
+        let e = parse("[backup]\ndir = \"/b\"\nhour = 25\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backup.hour"), "{e}");
         let e = parse("[spam]\nmilter = \"nonsense\"\n")
             .unwrap_err()
             .to_string();

@@ -38,8 +38,30 @@ struct Envelope {
 /// The reply: the text to print, or why not.
 type Reply = Result<String, Refusal>;
 
+/// A line the server may send before its reply to a long request (a backup).
+#[derive(Debug, Serialize, Deserialize)]
+enum Interim {
+    /// Bytes done and bytes in all.
+    Progress(u64, u64),
+}
+
+/// Whether a server is listening on the control socket of `data_dir`.
+pub fn is_running(data_dir: &Path) -> bool {
+    UnixStream::connect(socket_path(data_dir)).is_ok()
+}
+
 /// Sends `request` to a running server. `Ok(None)`: no server is listening.
 pub fn send(data_dir: &Path, request: &Request, actor: &str) -> Result<Option<Reply>> {
+    send_with_progress(data_dir, request, actor, &mut |_, _| {})
+}
+
+/// Like [`send`], passing the progress the server reports to `progress`.
+pub fn send_with_progress(
+    data_dir: &Path,
+    request: &Request,
+    actor: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Option<Reply>> {
     let path = socket_path(data_dir);
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -55,8 +77,11 @@ pub fn send(data_dir: &Path, request: &Request, actor: &str) -> Result<Option<Re
     };
     // DKIM key generation for a new domain takes a few seconds on a slow machine;
     // certificate orders wait for the CA to validate and issue, name after name.
+    // A backup reports progress after each body; before the first one it writes the
+    // index, which takes long only for a very large one.
     let timeout = match request {
         Request::AcmeRenew { .. } => 900,
+        Request::BackupCreate { .. } => 3600,
         _ => 120,
     };
     stream.set_read_timeout(Some(Duration::from_secs(timeout)))?;
@@ -68,13 +93,20 @@ pub fn send(data_dir: &Path, request: &Request, actor: &str) -> Result<Option<Re
     stream
         .write_all(line.as_bytes())
         .context("writing to the control socket")?;
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .context("reading from the control socket")?;
-    let reply: Reply = serde_json::from_str(&reply)
-        .context("the server's reply on the control socket is malformed")?;
-    Ok(Some(reply))
+    let mut stream = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        stream
+            .read_line(&mut line)
+            .context("reading from the control socket")?;
+        if let Ok(Interim::Progress(done, total)) = serde_json::from_str(&line) {
+            progress(done, total);
+            continue;
+        }
+        let reply: Reply = serde_json::from_str(&line)
+            .context("the server's reply on the control socket is malformed")?;
+        return Ok(Some(reply));
+    }
 }
 
 /// Binds the control socket, replacing one left by a server that died.
@@ -154,6 +186,31 @@ async fn handle(
             Some(acme) => acme.renew(names, force, actor).await.map_err(Refusal),
             None => Err(Refusal(admin::ACME_OFF.into())),
         },
+        // A backup reports its progress while it runs.
+        Ok(Envelope {
+            request: Request::BackupCreate { to, passphrase },
+            actor,
+        }) => {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let task = tokio::task::spawn_blocking(move || {
+                let mut report = crate::backup::throttled(|done, total| {
+                    let _ = tx.send((done, total));
+                });
+                crate::backup::create(&store, &to, passphrase.as_ref(), &actor, &mut report)
+            });
+            // Ends when the backup does (it drops the sender). A client that went
+            // away does not stop the backup: its outcome is in the activity log.
+            let mut client = true;
+            while let Some((done, total)) = rx.recv().await {
+                if client {
+                    let mut line = serde_json::to_vec(&Interim::Progress(done, total))?;
+                    line.push(b'\n');
+                    client = write.write_all(&line).await.is_ok();
+                }
+            }
+            task.await
+                .unwrap_or_else(|e| Err(Refusal(format!("internal error: {e}"))))
+        }
         Ok(Envelope {
             request: Request::AcmeStatus,
             ..

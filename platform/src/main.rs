@@ -7,6 +7,7 @@
 mod acme;
 mod admin;
 mod api;
+mod backup;
 mod certs;
 mod config;
 mod containers;
@@ -119,6 +120,10 @@ enum Command {
     /// blocks, block lists and bans.
     #[command(subcommand)]
     Firewall(FirewallCommand),
+    /// Backups: a consistent snapshot of the store, the message bodies, the
+    /// configuration and the TLS files, optionally encrypted (AES-256-GCM).
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -170,6 +175,44 @@ enum BlocklistCommand {
     Drop {
         /// The list's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Write a backup into DIR (created; an existing one must be empty). While `serve`
+    /// runs the server writes it, without stopping deliveries.
+    Create {
+        /// The backup directory.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Encrypt with the passphrase in FILE (one trailing newline is ignored).
+        /// Without it the backup is NOT encrypted.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a data directory that is missing or empty (no server
+    /// may run on it). Nothing is written there unless the whole backup is authentic
+    /// and complete.
+    Restore {
+        /// The backup directory (or its archive file).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The data directory to create [default: the configured `data_dir`].
+        #[arg(long, value_name = "DATA_DIR")]
+        to: Option<PathBuf>,
+        /// The passphrase of an encrypted backup, in FILE.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Read and check a whole backup without writing anything; print what it holds.
+    Verify {
+        /// The backup directory (or its archive file).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The passphrase of an encrypted backup, in FILE.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -583,6 +626,34 @@ fn run(cli: Cli) -> Result<()> {
             let since_ms = since.as_deref().map(parse_since).transpose()?;
             admin_request(flag, Request::Log { since_ms, limit })
         }
+        Command::Backup(c) => {
+            let passphrase = |file: Option<PathBuf>| -> Result<_> {
+                file.as_deref().map(backup::read_passphrase).transpose()
+            };
+            let text = match c {
+                BackupCommand::Create {
+                    to,
+                    passphrase_file,
+                } => backup_create(flag, &to, passphrase(passphrase_file)?)?,
+                BackupCommand::Restore {
+                    from,
+                    to,
+                    passphrase_file,
+                } => {
+                    let to = match to {
+                        Some(to) => to,
+                        None => config::load(flag)?.data_dir,
+                    };
+                    backup::restore(&from, &to, passphrase(passphrase_file)?.as_ref())?
+                }
+                BackupCommand::Verify {
+                    from,
+                    passphrase_file,
+                } => backup::verify(&from, passphrase(passphrase_file)?.as_ref())?,
+            };
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 
@@ -606,6 +677,46 @@ fn firewall_request(c: FirewallCommand) -> Result<firewall::Request> {
         }
         FirewallCommand::Blocklist(BlocklistCommand::Drop { name }) => R::ListDrop { name },
     })
+}
+
+/// `postern backup create`: through the running server, or on the store when none
+/// runs.
+fn backup_create(
+    flag: Option<&Path>,
+    to: &Path,
+    passphrase: Option<backup::Passphrase>,
+) -> Result<String> {
+    let config = config::load(flag)?;
+    let actor = format!("cli:{}", current_user());
+    // The server resolves paths from its own working directory.
+    let to = std::path::absolute(to).with_context(|| format!("resolving {}", to.display()))?;
+    let bar = backup::progress_bar("backing up");
+    let mut report = backup::throttled(|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    let request = Request::BackupCreate {
+        to: to.clone(),
+        passphrase: passphrase.clone(),
+    };
+    let result = match control::send_with_progress(&config.data_dir, &request, &actor, &mut report)
+    {
+        Ok(Some(reply)) => reply.map_err(|r| anyhow!(r.0)),
+        Ok(None) => (|| {
+            if !config.data_dir.exists() {
+                bail!(
+                    "no data directory at {}: nothing to back up (point --config at your configuration)",
+                    config.data_dir.display()
+                );
+            }
+            let store = store::Store::open(&config.data_dir)?;
+            backup::create(&store, &to, passphrase.as_ref(), &actor, &mut report)
+                .map_err(|r| anyhow!(r.0))
+        })(),
+        Err(e) => Err(e),
+    };
+    bar.finish_and_clear();
+    result
 }
 
 fn user_request(c: UserCommand) -> Result<Request> {

@@ -260,6 +260,20 @@ async fn serve(config: Config) -> Result<()> {
     let config = Arc::new(config);
     // Certificates are ordered once the listeners answer the CA's challenges.
     let acme = crate::acme::start(config.clone(), store.clone(), tls.clone(), http01);
+    let stop_backups = CancellationToken::new();
+    let backups = (!config.backup.dir.as_os_str().is_empty()).then(|| {
+        if config.backup.passphrase_file.as_os_str().is_empty() {
+            tracing::warn!(
+                dir = %config.backup.dir.display(),
+                "nightly backups are NOT encrypted: set `[backup] passphrase_file`"
+            );
+        }
+        tokio::spawn(crate::backup::nightly(
+            config.clone(),
+            store.clone(),
+            stop_backups.clone(),
+        ))
+    });
     let stop_control = CancellationToken::new();
     let control_socket = crate::control::bind(&config.data_dir)?;
     let mut control = tokio::spawn(crate::control::serve(
@@ -297,6 +311,13 @@ async fn serve(config: Config) -> Result<()> {
     stop_queue.cancel();
     if let Err(e) = queue_task.await {
         tracing::error!(error = %e, "the queue worker failed");
+    }
+    // A nightly backup under way is finished first (it holds no lock deliveries wait for).
+    stop_backups.cancel();
+    if let Some(task) = backups
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "the nightly backup task failed");
     }
     stop_control.cancel();
     let ended = match control_ended {

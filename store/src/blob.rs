@@ -4,12 +4,17 @@
 //! fsynced when a fan-out directory is new); [`BlobDir::sync_fan_outs`] then makes a
 //! whole batch of bodies durable with one `syncfs(2)`, before the index commit that
 //! references them.
+//!
+//! While a backup reads the bodies of its snapshot it holds the directory
+//! ([`BlobDir::hold`]): removals are then deferred until the last hold ends, so a
+//! body expunged after the snapshot was taken is still there for the backup to read.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::Error;
 
@@ -21,6 +26,44 @@ const ID_LEN: usize = 32;
 pub(crate) struct BlobDir {
     root: PathBuf,
     tmp: PathBuf,
+    holds: Mutex<Holds>,
+}
+
+/// The backups reading bodies now, and the removals waiting for them to finish.
+#[derive(Debug, Default)]
+struct Holds {
+    readers: usize,
+    deferred: Vec<String>,
+}
+
+/// Defers every body removal while it lives (see [`BlobDir::hold`]).
+#[derive(Debug)]
+pub(crate) struct BlobHold<'a> {
+    dir: &'a BlobDir,
+}
+
+impl Drop for BlobHold<'_> {
+    fn drop(&mut self) {
+        let deferred = {
+            let mut holds = self.dir.lock_holds();
+            holds.readers = holds.readers.saturating_sub(1);
+            if holds.readers > 0 {
+                return;
+            }
+            std::mem::take(&mut holds.deferred)
+        };
+        if !deferred.is_empty() {
+            tracing::debug!(
+                bodies = deferred.len(),
+                "removing the message bodies whose removal waited for a backup"
+            );
+        }
+        for id in deferred {
+            if let Err(e) = self.dir.unlink(&id) {
+                tracing::warn!(blob = %id, error = %e, "could not remove a message body");
+            }
+        }
+    }
 }
 
 impl BlobDir {
@@ -46,7 +89,31 @@ impl BlobDir {
         Ok(BlobDir {
             root: root.to_path_buf(),
             tmp,
+            holds: Mutex::new(Holds::default()),
         })
+    }
+
+    fn lock_holds(&self) -> MutexGuard<'_, Holds> {
+        self.holds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps every body file in place until the returned hold is dropped: removals
+    /// asked for meanwhile ([`BlobDir::remove`]) are carried out when the last hold
+    /// ends. Taken by a backup *before* it opens its read transaction, so every body
+    /// its snapshot references stays readable, while appends and expunges go on.
+    pub(crate) fn hold(&self) -> BlobHold<'_> {
+        self.lock_holds().readers += 1;
+        BlobHold { dir: self }
+    }
+
+    /// Opens the body `id` for reading; `Ok(None)` if there is no such file.
+    pub(crate) fn open_body(&self, id: &str) -> Result<Option<(File, PathBuf)>, Error> {
+        let path = self.path(id)?;
+        match File::open(&path) {
+            Ok(file) => Ok(Some((file, path))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
     }
 
     /// Writes `body` durably and returns its new id.
@@ -119,8 +186,21 @@ impl BlobDir {
         }
     }
 
-    /// Removes the body with id `id`; a missing file is not an error.
+    /// Removes the body with id `id`; a missing file is not an error. While a backup
+    /// holds the directory the removal waits for it (see [`BlobDir::hold`]).
     pub(crate) fn remove(&self, id: &str) -> Result<(), Error> {
+        self.path(id)?;
+        {
+            let mut holds = self.lock_holds();
+            if holds.readers > 0 {
+                holds.deferred.push(id.to_string());
+                return Ok(());
+            }
+        }
+        self.unlink(id)
+    }
+
+    fn unlink(&self, id: &str) -> Result<(), Error> {
         let path = self.path(id)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -177,7 +257,8 @@ impl BlobDir {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` is a blob id: 32 lower-case hex digits.
+pub(crate) fn valid_id(id: &str) -> bool {
     id.len() == ID_LEN && is_lower_hex(id)
 }
 
@@ -229,6 +310,28 @@ mod tests {
         let a = blobs.write(b"").unwrap();
         let b = blobs.write(b"").unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn removals_wait_for_the_last_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        let a = blobs.write(b"a").unwrap();
+        let b = blobs.write(b"b").unwrap();
+        let first = blobs.hold();
+        let second = blobs.hold();
+        blobs.remove(&a).unwrap();
+        blobs.remove_all(std::slice::from_ref(&b));
+        drop(first);
+        assert_eq!(blobs.read(&a).unwrap().unwrap(), b"a");
+        assert_eq!(blobs.read(&b).unwrap().unwrap(), b"b");
+        drop(second);
+        assert!(blobs.read(&a).unwrap().is_none());
+        assert!(blobs.read(&b).unwrap().is_none());
+        // Without a hold a removal is immediate again.
+        let c = blobs.write(b"c").unwrap();
+        blobs.remove(&c).unwrap();
+        assert!(blobs.read(&c).unwrap().is_none());
     }
 
     #[test]

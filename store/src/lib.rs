@@ -7,6 +7,8 @@
 //! - `D/blobs/<2 hex>/<32 hex>`: one file per message body, named by a random id;
 //! - `D/blobs/tmp/`: bodies being written, emptied at open.
 //!
+//! [`backup`] writes and restores consistent snapshots of all of it.
+//!
 //! A body is written to `blobs/tmp/` and renamed into place; then one `syncfs(2)` makes
 //! every body of a group commit durable (contents and renames) before the index commit
 //! that references them, so an acknowledged commit never points at a missing body. redb
@@ -17,6 +19,7 @@
 
 mod apps;
 mod audit;
+pub mod backup;
 mod blob;
 mod changes;
 mod directory;
@@ -136,6 +139,15 @@ pub enum Error {
     /// The thing cannot be removed while it is in use; the text says what.
     #[error("{0}")]
     InUse(String),
+    /// A backup cannot be used: not a backup, damaged, tampered with, truncated, or the
+    /// passphrase is wrong or missing.
+    #[error("{}: {reason}", path.display())]
+    Backup {
+        /// The archive file.
+        path: PathBuf,
+        /// What is wrong with it (part of this error's text, so not its `source`).
+        reason: backup::BackupError,
+    },
     /// Another process (or another `Store` in this one) has the index open.
     #[error("the store in {} is in use by another process", .0.display())]
     Locked(PathBuf),

@@ -234,6 +234,28 @@ fn write_bundle(config: &Config, app: &store::App, password: &str) -> Result<(),
     common::tls::write_private(&path, &text).map_err(|e| Refusal(e.to_string()))
 }
 
+/// Gives the data volume to the app's uid when it is not its own (a restored backup
+/// is owned by whoever restored it).
+fn own_volume(data: &std::path::Path, uid: u32) -> Result<(), Refusal> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(data)
+        .map_err(|e| Refusal(format!("{}: {e}", data.display())))?
+        .uid();
+    if owner == uid {
+        return Ok(());
+    }
+    fn walk(path: &std::path::Path, uid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(uid))?;
+        if std::fs::symlink_metadata(path)?.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), uid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(data, uid).map_err(|e| Refusal(format!("{}: chown to {uid}: {e}", data.display())))
+}
+
 fn start_app(config: &Config, app: &store::App) -> Result<(), Refusal> {
     let Some(c) = &app.container else {
         return Err(Refusal(format!(
@@ -243,6 +265,7 @@ fn start_app(config: &Config, app: &store::App) -> Result<(), Refusal> {
     };
     runtime::ensure_network(&app.name, c.index, &c.address, &c.gateway).map_err(Refusal)?;
     let dir = app_dir(config, &app.name);
+    own_volume(&dir.join("data"), config.apps.first_uid + c.index)?;
     runc(config)
         .start(
             &container_id(&app.name),
