@@ -162,6 +162,49 @@ fn a_busybox_app_runs_confined_and_is_reached_only_through_the_proxy() {
     let users = setup.cli_ok(&["user", "list"], None).unwrap();
     assert!(users.contains("blog@example.test"), "{users}");
 
+    // Its relay login (handed to it in its environment) sends as the app, and as
+    // nobody else.
+    let bundle: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(setup.data_dir.join("apps/blog/bundle/config.json")).unwrap(),
+    )
+    .unwrap();
+    let env: Vec<&str> = bundle["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let password = env
+        .iter()
+        .find_map(|e| e.strip_prefix("POSTERN_SMTP_PASSWORD="))
+        .unwrap();
+    assert_eq!(password.len(), 128);
+    assert!(env.contains(&"POSTERN_SMTP_USER=blog@example.test"));
+    let out = tests::harness::python(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10); s.starttls(context=ctx)
+s.login("blog@example.test", sys.argv[2])
+for sender in ["blog@example.test", "admin@example.test"]:
+    code, _ = s.mail(sender)
+    print(sender, code)
+    if code == 250:
+        s.rcpt("admin@example.test")
+        print("data", s.data(("From: %s\r\nSubject: from the app\r\n\r\nhi\r\n" % sender).encode())[0])
+    else:
+        s.rset()
+"#,
+        &[&setup.ports.submission.port().to_string(), password],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("blog@example.test 250\ndata 250\nadmin@example.test 550"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Its AppArmor profile is valid (this kernel cannot enforce it).
     let profile = setup.data_dir.join("apps/blog/apparmor.profile");
     let parsed = Command::new("apparmor_parser")
