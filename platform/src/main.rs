@@ -19,6 +19,7 @@ mod proxy;
 mod quickstart;
 mod security;
 mod serve;
+mod tool;
 mod web;
 
 use std::io::{IsTerminal, Read};

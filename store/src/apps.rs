@@ -92,15 +92,7 @@ fn check_host(host: &str) -> Result<(), Error> {
 impl Store {
     /// Every app, by name.
     pub fn apps(&self) -> Result<Vec<App>, Error> {
-        self.read(|txn| {
-            let table = txn.open_table(APPS)?;
-            let mut out = Vec::new();
-            for row in table.iter()? {
-                let (_, v) = row?;
-                out.push(decode("an app", v.value())?);
-            }
-            Ok(out)
-        })
+        self.all_values(APPS, "an app")
     }
 
     /// The app served on `host` (lower case, no port), if any.

@@ -101,15 +101,7 @@ impl Store {
 
     /// Every block.
     pub fn blocks(&self) -> Result<Vec<Block>, Error> {
-        self.read(|txn| {
-            let table = txn.open_table(FW_BLOCKS)?;
-            let mut out = Vec::new();
-            for row in table.iter()? {
-                let (_, v) = row?;
-                out.push(decode("a block", v.value())?);
-            }
-            Ok(out)
-        })
+        self.all_values(FW_BLOCKS, "a block")
     }
 
     /// Creates or replaces the block list `name`. Returns the previous one, if any.
@@ -150,15 +142,7 @@ impl Store {
 
     /// Every block list, by name.
     pub fn block_lists(&self) -> Result<Vec<BlockList>, Error> {
-        self.read(|txn| {
-            let table = txn.open_table(FW_LISTS)?;
-            let mut out = Vec::new();
-            for row in table.iter()? {
-                let (_, v) = row?;
-                out.push(decode("a block list", v.value())?);
-            }
-            Ok(out)
-        })
+        self.all_values(FW_LISTS, "a block list")
     }
 
     /// Records a ban of `ip` until `until`.
@@ -188,15 +172,7 @@ impl Store {
 
     /// The bans still in force; expired ones are removed.
     pub fn bans(&self) -> Result<Vec<Ban>, Error> {
-        let all: Vec<Ban> = self.read(|txn| {
-            let table = txn.open_table(FW_BANS)?;
-            let mut out = Vec::new();
-            for row in table.iter()? {
-                let (_, v) = row?;
-                out.push(decode("a ban", v.value())?);
-            }
-            Ok(out)
-        })?;
+        let all: Vec<Ban> = self.all_values(FW_BANS, "a ban")?;
         let now_ms = to_ms(now());
         let (live, expired): (Vec<Ban>, Vec<Ban>) =
             all.into_iter().partition(|b| to_ms(b.until) > now_ms);

@@ -447,6 +447,26 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("{what} is undecodable: {e}")))
 }
 
+impl Store {
+    /// Every JSON value of a table keyed by text, in key order.
+    pub(crate) fn all_values<T: DeserializeOwned>(
+        &self,
+        table: redb::TableDefinition<'static, &'static str, &'static [u8]>,
+        what: &str,
+    ) -> Result<Vec<T>, Error> {
+        use redb::ReadableTable;
+        self.read(|txn| {
+            let table = txn.open_table(table)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (_, v) = row?;
+                out.push(decode(what, v.value())?);
+            }
+            Ok(out)
+        })
+    }
+}
+
 /// Decodes the JSON value a table lookup found, if any.
 pub(crate) fn decode_opt<T: DeserializeOwned>(
     what: &str,

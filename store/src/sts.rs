@@ -4,11 +4,10 @@
 
 use std::time::SystemTime;
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::tables::MTA_STS;
-use crate::{Error, Store, decode, decode_opt, encode};
+use crate::{Error, Store, decode_opt, encode};
 
 /// One remote domain's policy as last fetched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,15 +54,7 @@ impl Store {
 
     /// Every cached policy, by domain.
     pub fn sts_policies(&self) -> Result<Vec<StsPolicy>, Error> {
-        self.read(|txn| {
-            let table = txn.open_table(MTA_STS)?;
-            let mut out = Vec::new();
-            for row in table.iter()? {
-                let (_, value) = row?;
-                out.push(decode("an MTA-STS policy", value.value())?);
-            }
-            Ok(out)
-        })
+        self.all_values(MTA_STS, "an MTA-STS policy")
     }
 }
 

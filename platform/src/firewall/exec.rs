@@ -2,41 +2,17 @@
 //! `ip6tables-restore` and the one `INPUT` jump. Everything it feeds them is rendered
 //! by [`super::rules`].
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use super::rules::{self, Family, Plan};
 
-/// Runs `program args` with `input` on stdin; an error carries its stderr.
+/// Runs a firewall tool (see [`crate::tool::run`]).
 fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
+    crate::tool::run(program, args, input).map_err(|e| {
+        if e.starts_with("cannot run") {
+            format!("{e} (install iptables and ipset)")
         } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e} (install iptables and ipset)"))?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("writing to {program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for {program}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+            e
+        }
+    })
 }
 
 /// Applies `plan`: the sets, then both families' chains (atomically each), then the
