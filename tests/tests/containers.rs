@@ -227,9 +227,49 @@ for sender in ["blog@example.test", "admin@example.test"]:
         assert!(Instant::now() < deadline, "the app did not come back");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Deleted: container, network and relay account gone, its data kept.
-    let out = setup.cli_ok(&["app", "del", "blog"], None).unwrap();
-    assert!(out.contains("its data stays"), "{out}");
+    // Deleted through the admin API (the CLI's `app del` takes the same path):
+    // container, network and relay account gone, its data kept.
+    let curl = ensure_tool("curl", "curl").unwrap();
+    let port = setup.ports.https.port();
+    let api = |method: &str, path: &str, args: &[&str]| -> String {
+        let out = Command::new(&curl)
+            .args([
+                "-sS",
+                "-k",
+                "--max-time",
+                "30",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(["--resolve", &format!("my.example.test:{port}:127.0.0.1")])
+            .args(args)
+            .arg(format!("https://my.example.test:{port}/api/v1{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let login = api(
+        "POST",
+        "/login",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &format!(
+                r#"{{"email": "admin@example.test", "password": "{}"}}"#,
+                setup.password
+            ),
+        ],
+    );
+    let token: serde_json::Value =
+        serde_json::from_str(login.rsplit_once('\n').unwrap().0).unwrap();
+    let bearer = format!("Authorization: Bearer {}", token["token"].as_str().unwrap());
+    let deleted = api("DELETE", "/apps/blog", &["-H", &bearer]);
+    assert!(deleted.ends_with("204"), "{deleted}");
+    let log = setup.cli_ok(&["log"], None).unwrap();
+    assert!(log.contains("app-del"), "{log}");
     assert!(!Path::new("/run/netns/postern-app-blog").exists());
     assert!(
         !setup

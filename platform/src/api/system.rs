@@ -104,10 +104,16 @@ pub(super) async fn delete_app(
     request: Request,
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
-    let store = web.store.clone();
+    let (store, config) = (web.store.clone(), web.config.clone());
     blocking(move || {
-        let app = store.remove_app(&name)?;
-        caller.log(&store, "app-del", app.name);
+        let name = name.to_ascii_lowercase();
+        if !store.apps()?.iter().any(|a| a.name == name) {
+            return Err(store::Error::NotFound(format!("the app {name}")).into());
+        }
+        // The one removal path: a container app's container, network and relay
+        // account go with it.
+        let command = Command::AppDel { name };
+        admin::execute_from(&store, &config, &command, &caller.email, caller.ip)?;
         Ok(())
     })
     .await?;
