@@ -3,94 +3,10 @@
 //! mail-parser's MIME tree and the raw octets (sizes and sections are always the
 //! octets as stored, never decoded text).
 
-use mail_parser::{Address, HeaderName, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Address, HeaderName, Message, MessagePart, MimeHeaders};
+use message::{Mime, PartId};
 
 use crate::resp;
-
-/// A node of the MIME tree: a part of a message (each message carries its own raw
-/// octets; a nested message/rfc822 that was transfer-encoded has decoded ones).
-#[derive(Clone, Copy)]
-pub struct Node<'m, 'x> {
-    /// The message whose `parts` holds the part.
-    pub msg: &'m Message<'x>,
-    /// The part's index in `msg.parts`.
-    pub part: usize,
-}
-
-impl<'m, 'x> Node<'m, 'x> {
-    fn get(&self) -> Option<&'m MessagePart<'x>> {
-        self.msg.parts.get(self.part)
-    }
-
-    fn raw(&self, from: u32, to: u32) -> &'m [u8] {
-        self.msg
-            .raw_message
-            .get(from as usize..to as usize)
-            .unwrap_or_default()
-    }
-
-    /// The part's body octets (for message/rfc822, the whole embedded message).
-    pub fn body(&self) -> &'m [u8] {
-        self.get()
-            .map_or(&[][..], |p| self.raw(p.offset_body, p.offset_end))
-    }
-
-    /// The part's own header block (its MIME header), blank line included.
-    pub fn header(&self) -> &'m [u8] {
-        self.get()
-            .map_or(&[][..], |p| self.raw(p.offset_header, p.offset_body))
-    }
-
-    /// The message inside a message/rfc822 part.
-    pub fn embedded(&self) -> Option<&'m Message<'x>> {
-        match &self.get()?.body {
-            PartType::Message(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    fn children(&self) -> Option<&'m [u32]> {
-        match &self.get()?.body {
-            PartType::Multipart(ids) => Some(ids),
-            _ => None,
-        }
-    }
-}
-
-/// Resolves a section part number (`1.2.3`) from the top of `msg` (RFC 3501 §6.4.5:
-/// a non-multipart message's body is part 1; a message/rfc822 part's numbers go
-/// into the embedded message).
-pub fn resolve<'m, 'x>(msg: &'m Message<'x>, path: &[u32]) -> Option<Node<'m, 'x>> {
-    let mut node: Option<Node<'m, 'x>> = None;
-    for &k in path {
-        let k = k as usize;
-        let next = match node {
-            None => child_of_message(msg, k)?,
-            Some(n) => match (n.children(), n.embedded()) {
-                (Some(ids), _) => Node {
-                    msg: n.msg,
-                    part: *ids.get(k.checked_sub(1)?)? as usize,
-                },
-                (None, Some(inner)) => child_of_message(inner, k)?,
-                (None, None) => return None,
-            },
-        };
-        node = Some(next);
-    }
-    node
-}
-
-fn child_of_message<'m, 'x>(msg: &'m Message<'x>, k: usize) -> Option<Node<'m, 'x>> {
-    let root = Node { msg, part: 0 };
-    match root.children() {
-        Some(ids) => Some(Node {
-            msg,
-            part: *ids.get(k.checked_sub(1)?)? as usize,
-        }),
-        None if k == 1 => Some(root),
-        None => None,
-    }
-}
 
 /// The header lines of `header_block` whose names are (`not`: are not) in `names`,
 /// folded lines kept, then the blank line (RFC 3501 HEADER.FIELDS[.NOT]).
@@ -236,126 +152,121 @@ fn addresses(list: Option<&Address<'_>>, out: &mut Vec<u8>) {
     }
 }
 
-/// BODY (`extended` false) or BODYSTRUCTURE (`extended` true) of a message.
-pub fn structure(msg: &Message<'_>, extended: bool, out: &mut Vec<u8>) {
-    part_structure(Node { msg, part: 0 }, extended, false, out);
-}
-
-fn part_structure(node: Node<'_, '_>, extended: bool, in_digest: bool, out: &mut Vec<u8>) {
-    let Some(part) = node.get() else {
-        out.extend_from_slice(b"NIL");
-        return;
-    };
-    let ct = part.content_type();
-    if let Some(children) = node.children() {
-        let subtype = ct
-            .and_then(|c| c.subtype())
-            .unwrap_or("mixed")
-            .to_ascii_lowercase();
+/// BODY (`extended` false) or BODYSTRUCTURE (`extended` true) of the message at
+/// `id` (0: the whole message). Its recursion follows the MIME walker's parts, whose
+/// depth is bounded ([`message::Limits`]).
+pub fn structure(mime: &Mime<'_>, id: PartId, extended: bool, out: &mut Vec<u8>) {
+    let part = mime.part(id);
+    let headers = mime.headers(id);
+    let root = headers.as_ref().map(Message::root_part);
+    let ct = root.and_then(MimeHeaders::content_type);
+    let children = mime.children(id);
+    if !children.is_empty() || matches!(part.kind, message::Kind::Multipart(_)) {
         out.push(b'(');
         if children.is_empty() {
             // RFC 3501 needs at least one body: an empty text/plain stands in.
             out.extend_from_slice(b"(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
         }
         for &child in children {
-            part_structure(
-                Node {
-                    msg: node.msg,
-                    part: child as usize,
-                },
-                extended,
-                subtype == "digest",
-                out,
-            );
+            structure(mime, child, extended, out);
         }
         out.push(b' ');
+        let subtype = if part.media_subtype.is_empty() {
+            "mixed"
+        } else {
+            &part.media_subtype
+        };
         resp::string(out, subtype.as_bytes());
         if extended {
             out.push(b' ');
             params(ct.and_then(|c| c.attributes()), out);
-            out.push(b' ');
-            disposition(part, out);
-            out.push(b' ');
-            language(part, out);
-            out.push(b' ');
-            resp::nstring(out, part.content_location().map(str::as_bytes));
+            extension(root, out);
         }
         out.push(b')');
         return;
     }
-    let (ctype, subtype) = match ct {
-        Some(c) => (
-            c.ctype().to_ascii_lowercase(),
-            c.subtype().map_or_else(
-                || {
-                    if c.ctype().eq_ignore_ascii_case("text") {
-                        "plain".to_string()
-                    } else {
-                        String::new()
-                    }
-                },
-                str::to_ascii_lowercase,
-            ),
-        ),
-        None if in_digest => ("message".to_string(), "rfc822".to_string()),
-        None => ("text".to_string(), "plain".to_string()),
+    // A multipart or message beyond the walker's limits is one opaque body.
+    let (ctype, subtype) = if part.opaque {
+        ("application", "octet-stream")
+    } else if part.media_type == "text" && part.media_subtype.is_empty() {
+        ("text", "plain")
+    } else {
+        (part.media_type.as_str(), part.media_subtype.as_str())
     };
-    let body = node.body();
+    let body = mime.body(id);
     out.push(b'(');
     resp::string(out, ctype.as_bytes());
     out.push(b' ');
     resp::string(out, subtype.as_bytes());
     out.push(b' ');
     match ct.and_then(|c| c.attributes()) {
-        Some(a) if !a.is_empty() => params(Some(a), out),
+        Some(a) if !a.is_empty() && !part.opaque => params(Some(a), out),
         _ if ctype == "text" => out.extend_from_slice(b"(\"charset\" \"us-ascii\")"),
         _ => out.extend_from_slice(b"NIL"),
     }
     out.push(b' ');
-    resp::nstring(out, part.content_id().map(str::as_bytes));
+    resp::nstring(out, root.and_then(|r| r.content_id()).map(str::as_bytes));
     out.push(b' ');
-    resp::nstring(out, part.content_description().map(str::as_bytes));
+    resp::nstring(
+        out,
+        root.and_then(|r| r.content_description())
+            .map(str::as_bytes),
+    );
     out.push(b' ');
-    let encoding = part
-        .content_transfer_encoding()
-        .map(|e| e.trim().to_ascii_lowercase())
-        .unwrap_or_else(|| "7bit".into());
-    resp::string(out, encoding.as_bytes());
+    resp::string(out, part.transfer_encoding.as_bytes());
     resp::raw(out, &format!(" {}", body.len()));
     if ctype == "message" && subtype == "rfc822" {
-        if let Some(inner) = node.embedded() {
-            out.push(b' ');
-            envelope(inner, out);
-            out.push(b' ');
-            structure(inner, extended, out);
-        } else {
-            out.extend_from_slice(b" NIL (\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
+        match mime.embedded(id) {
+            Some(inner) => {
+                out.push(b' ');
+                match mime.headers(inner) {
+                    Some(h) => envelope(&h, out),
+                    None => empty_envelope(out),
+                }
+                out.push(b' ');
+                structure(mime, inner, extended, out);
+            }
+            None => {
+                out.push(b' ');
+                empty_envelope(out);
+                out.extend_from_slice(b" (\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
+            }
         }
-        resp::raw(out, &format!(" {}", lines(body)));
+        resp::raw(out, &format!(" {}", part.lines));
     } else if ctype == "text" {
-        resp::raw(out, &format!(" {}", lines(body)));
+        resp::raw(out, &format!(" {}", part.lines));
     }
     if extended {
         out.push(b' ');
         // Content-MD5 (RFC 1864) is obsolete and not kept: NIL.
         out.extend_from_slice(b"NIL");
-        out.push(b' ');
-        disposition(part, out);
-        out.push(b' ');
-        language(part, out);
-        out.push(b' ');
-        resp::nstring(out, part.content_location().map(str::as_bytes));
+        extension(root, out);
     }
     out.push(b')');
 }
 
-fn lines(body: &[u8]) -> usize {
-    let n = body.iter().filter(|&&b| b == b'\n').count();
-    if body.last().is_some_and(|&b| b != b'\n') {
-        n + 1
-    } else {
-        n
+/// The envelope of a message with no header fields.
+pub fn empty_envelope(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+}
+
+/// The extension data every part ends with: disposition, language, location.
+fn extension(part: Option<&MessagePart<'_>>, out: &mut Vec<u8>) {
+    out.push(b' ');
+    match part {
+        Some(p) => disposition(p, out),
+        None => out.extend_from_slice(b"NIL"),
     }
+    out.push(b' ');
+    match part {
+        Some(p) => language(p, out),
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    resp::nstring(
+        out,
+        part.and_then(|p| p.content_location()).map(str::as_bytes),
+    );
 }
 
 fn params(attrs: Option<&[mail_parser::Attribute<'_>]>, out: &mut Vec<u8>) {

@@ -8,11 +8,11 @@ use imap_types::IntoStatic;
 use imap_types::command::FetchModifier;
 use imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_types::sequence::SequenceSet;
-use mail_parser::{Message, MessageParser};
+use message::{Mime, PartId};
 use store::FlagUpdate;
 
 use crate::core::{Core, Next, Sync};
-use crate::fetch::{self, Node};
+use crate::fetch;
 use crate::resp;
 
 /// Runs FETCH / UID FETCH.
@@ -256,7 +256,10 @@ pub fn run(
                     if let Some(p) = &parsed {
                         sep(out);
                         out.extend_from_slice(b"ENVELOPE ");
-                        fetch::envelope(p, out);
+                        match p.headers(0) {
+                            Some(h) => fetch::envelope(&h, out),
+                            None => fetch::empty_envelope(out),
+                        }
                     }
                 }
                 MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
@@ -268,7 +271,7 @@ pub fn run(
                         } else {
                             b"BODY "
                         });
-                        fetch::structure(p, extended, out);
+                        fetch::structure(p, 0, extended, out);
                     }
                 }
                 MessageDataItemName::Rfc822 => {
@@ -282,26 +285,26 @@ pub fn run(
                     if let Some(p) = &parsed {
                         sep(out);
                         out.extend_from_slice(b"RFC822.HEADER ");
-                        resp::literal(out, Node { msg: p, part: 0 }.header());
+                        resp::literal(out, p.header(0));
                     }
                 }
                 MessageDataItemName::Rfc822Text => {
                     if let Some(p) = &parsed {
                         sep(out);
                         out.extend_from_slice(b"RFC822.TEXT ");
-                        resp::literal(out, Node { msg: p, part: 0 }.body());
+                        resp::literal(out, p.body(0));
                     }
                 }
                 MessageDataItemName::BodyExt {
                     section, partial, ..
                 } => {
                     let partial = *partial;
-                    if let (Some(p), Some(raw)) = (&parsed, &raw) {
+                    if let Some(p) = &parsed {
                         sep(out);
                         out.extend_from_slice(b"BODY[");
                         resp::raw(out, &section_name(section.as_ref()));
                         out.push(b']');
-                        match section_bytes(p, raw, section.as_ref()) {
+                        match section_bytes(p, section.as_ref()) {
                             Some(bytes) => {
                                 let bytes = match partial {
                                     Some((origin, length)) => {
@@ -320,9 +323,9 @@ pub fn run(
                 MessageDataItemName::Binary {
                     section, partial, ..
                 } => {
-                    if let (Some(p), Some(raw)) = (&parsed, &raw) {
+                    if let Some(p) = &parsed {
                         let (path, name) = binary_section(section);
-                        match binary(p, raw, &path) {
+                        match binary(p, &path) {
                             Ok(Some(bytes)) => {
                                 sep(out);
                                 resp::raw(out, &format!("BINARY[{name}]"));
@@ -345,9 +348,9 @@ pub fn run(
                     }
                 }
                 MessageDataItemName::BinarySize { section } => {
-                    if let (Some(p), Some(raw)) = (&parsed, &raw) {
+                    if let Some(p) = &parsed {
                         let (path, name) = binary_section(section);
-                        match binary(p, raw, &path) {
+                        match binary(p, &path) {
                             Ok(Some(bytes)) => {
                                 sep(out);
                                 resp::raw(out, &format!("BINARY.SIZE[{name}] {}", bytes.len()));
@@ -393,30 +396,20 @@ pub fn run(
 /// The content of a part with its Content-Transfer-Encoding undone (RFC 3516):
 /// `Ok(None)` when there is no such part, `Err` for an encoding we cannot decode. An
 /// empty path is the whole message as stored; multiparts and messages are as stored.
-fn binary(msg: &Message<'_>, raw: &[u8], path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
+fn binary(mime: &Mime<'_>, path: &[u32]) -> Result<Option<Vec<u8>>, ()> {
     use base64::Engine;
-    use mail_parser::MimeHeaders;
     if path.is_empty() {
-        return Ok(Some(raw.to_vec()));
+        return Ok(Some(mime.raw().to_vec()));
     }
-    let Some(node) = fetch::resolve(msg, path) else {
+    let Some(id) = mime.resolve(path) else {
         return Ok(None);
     };
-    let body = node.body();
-    let Some(part) = node.msg.parts.get(node.part) else {
-        return Ok(None);
-    };
-    if matches!(
-        part.body,
-        mail_parser::PartType::Multipart(_) | mail_parser::PartType::Message(_)
-    ) {
+    let body = mime.body(id);
+    let part = mime.part(id);
+    if !matches!(part.kind, message::Kind::Leaf) {
         return Ok(Some(body.to_vec()));
     }
-    let cte = part
-        .content_transfer_encoding()
-        .map(|e| e.trim().to_ascii_lowercase())
-        .unwrap_or_else(|| "7bit".into());
-    match cte.as_str() {
+    match part.transfer_encoding.as_str() {
         "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
         "base64" => {
             let clean: Vec<u8> = body
@@ -485,25 +478,9 @@ fn literal8(out: &mut Vec<u8>, data: &[u8]) {
     resp::literal(out, data);
 }
 
-/// Parses a message; raw octets without a header still make a (text/plain) message.
-pub fn parse(raw: &[u8]) -> Message<'_> {
-    MessageParser::default()
-        .parse(raw)
-        .unwrap_or_else(|| Message {
-            html_body: Vec::new(),
-            text_body: Vec::new(),
-            attachments: Vec::new(),
-            parts: vec![mail_parser::MessagePart {
-                headers: Vec::new(),
-                is_encoding_problem: false,
-                body: mail_parser::PartType::Text(String::from_utf8_lossy(raw)),
-                encoding: mail_parser::Encoding::None,
-                offset_header: 0,
-                offset_body: 0,
-                offset_end: raw.len() as u32,
-            }],
-            raw_message: raw.into(),
-        })
+/// Walks a message's MIME structure (bounded; see [`message::Limits`]).
+pub fn parse(raw: &[u8]) -> Mime<'_> {
+    Mime::parse(raw)
 }
 
 /// `dd-Mon-yyyy hh:mm:ss +0000` (RFC 3501 date-time), in UTC.
@@ -562,24 +539,13 @@ pub fn section_name(section: Option<&Section<'_>>) -> String {
 }
 
 /// The octets of a section, or `None` when the message has no such part.
-pub fn section_bytes(
-    msg: &Message<'_>,
-    raw: &[u8],
-    section: Option<&Section<'_>>,
-) -> Option<Vec<u8>> {
+pub fn section_bytes(mime: &Mime<'_>, section: Option<&Section<'_>>) -> Option<Vec<u8>> {
     // HEADER / TEXT / HEADER.FIELDS of a part number: the message inside that
     // message/rfc822 part; without one: the top message.
-    let message_at = |part: &Option<Part>| -> Option<Node<'_, '_>> {
+    let message_at = |part: &Option<Part>| -> Option<PartId> {
         match part {
-            None => Some(Node { msg, part: 0 }),
-            Some(p) => {
-                let node = fetch::resolve(msg, &part_path(p))?;
-                let inner = node.embedded()?;
-                Some(Node {
-                    msg: inner,
-                    part: 0,
-                })
-            }
+            None => Some(0),
+            Some(p) => mime.embedded(mime.resolve(&part_path(p))?),
         }
     };
     let names = |list: &[imap_types::core::AString<'_>]| -> Vec<String> {
@@ -588,17 +554,16 @@ pub fn section_bytes(
             .collect()
     };
     match section {
-        None => Some(raw.to_vec()),
-        Some(Section::Part(p)) => fetch::resolve(msg, &part_path(p)).map(|n| n.body().to_vec()),
-        Some(Section::Header(p)) => message_at(p).map(|n| n.header().to_vec()),
-        Some(Section::Text(p)) => message_at(p).map(|n| n.body().to_vec()),
-        Some(Section::HeaderFields(p, list)) => {
-            message_at(p).map(|n| fetch::header_fields(n.header(), &names(list.as_ref()), false))
-        }
+        None => Some(mime.raw().to_vec()),
+        Some(Section::Part(p)) => mime.resolve(&part_path(p)).map(|n| mime.body(n).to_vec()),
+        Some(Section::Header(p)) => message_at(p).map(|n| mime.header(n).to_vec()),
+        Some(Section::Text(p)) => message_at(p).map(|n| mime.body(n).to_vec()),
+        Some(Section::HeaderFields(p, list)) => message_at(p)
+            .map(|n| fetch::header_fields(mime.header(n), &names(list.as_ref()), false)),
         Some(Section::HeaderFieldsNot(p, list)) => {
-            message_at(p).map(|n| fetch::header_fields(n.header(), &names(list.as_ref()), true))
+            message_at(p).map(|n| fetch::header_fields(mime.header(n), &names(list.as_ref()), true))
         }
-        Some(Section::Mime(p)) => fetch::resolve(msg, &part_path(p)).map(|n| n.header().to_vec()),
+        Some(Section::Mime(p)) => mime.resolve(&part_path(p)).map(|n| mime.header(n).to_vec()),
     }
 }
 
@@ -615,13 +580,13 @@ Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\
 Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
         let msg = parse(raw);
         assert_eq!(
-            binary(&msg, raw, &[1]).unwrap().unwrap(),
+            binary(&msg, &[1]).unwrap().unwrap(),
             "Jörg and =".as_bytes()
         );
-        assert_eq!(binary(&msg, raw, &[2]).unwrap().unwrap(), [0, 1, 2, 255]);
-        assert!(binary(&msg, raw, &[3]).is_err());
-        assert_eq!(binary(&msg, raw, &[4]).unwrap(), None);
-        assert_eq!(binary(&msg, raw, &[]).unwrap().unwrap(), raw);
+        assert_eq!(binary(&msg, &[2]).unwrap().unwrap(), [0, 1, 2, 255]);
+        assert!(binary(&msg, &[3]).is_err());
+        assert_eq!(binary(&msg, &[4]).unwrap(), None);
+        assert_eq!(binary(&msg, &[]).unwrap().unwrap(), raw);
         let mut out = Vec::new();
         literal8(&mut out, &[0, 1]);
         assert_eq!(out, b"~{2}\r\n\x00\x01");

@@ -9,7 +9,6 @@ use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use mail_parser::{HeaderValue, Message};
 
 use crate::core::{Core, Next, Sync};
-use crate::op::fetch::parse;
 use crate::selected::{Msg, Selected};
 
 /// What a key looks at for one message; the body is read only when a key needs it.
@@ -128,8 +127,10 @@ fn with_headers(
     let Some(block) = header(c, sel, store) else {
         return false;
     };
-    let msg = parse(block);
-    f(&msg)
+    match mail_parser::MessageParser::default().parse_headers(block) {
+        Some(msg) => f(&msg),
+        None => false,
+    }
 }
 
 fn mentions_modseq(k: &SearchKey<'_>) -> bool {
@@ -210,18 +211,13 @@ fn value_text(v: &HeaderValue<'_>) -> String {
     }
 }
 
-fn body_text(msg: &Message<'_>) -> String {
+/// The decoded text of every text part, embedded messages' included.
+fn body_text(mime: &message::Mime<'_>) -> String {
     let mut text = String::new();
-    for part in &msg.parts {
-        match &part.body {
-            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
-                text.push_str(t);
-                text.push('\n');
-            }
-            mail_parser::PartType::Message(inner) => {
-                text.push_str(&body_text(inner));
-            }
-            _ => {}
+    for id in 0..mime.parts().len() {
+        if let Some(t) = mime.text(id) {
+            text.push_str(&t);
+            text.push('\n');
         }
     }
     text
@@ -262,12 +258,9 @@ fn matches(
     sel: &Selected,
     store: &store::Store,
 ) -> bool {
-    let parsed_text = |c: &mut Candidate<'_>, f: &dyn Fn(&Message<'_>) -> bool| -> bool {
+    let parsed_text = |c: &mut Candidate<'_>, f: &dyn Fn(&message::Mime<'_>) -> bool| -> bool {
         match raw(c, sel, store) {
-            Some(raw) => {
-                let msg = parse(raw);
-                f(&msg)
-            }
+            Some(raw) => f(&message::Mime::parse(raw)),
             None => false,
         }
     };
@@ -333,15 +326,17 @@ fn matches(
         SearchKey::Text(s) => {
             let needle = s.as_ref().to_vec();
             parsed_text(c, &|m| {
-                let header =
-                    String::from_utf8_lossy(crate::fetch::Node { msg: m, part: 0 }.header())
-                        .into_owned();
+                let header = String::from_utf8_lossy(m.header(0)).into_owned();
                 let decoded: String = m
-                    .root_part()
-                    .headers
-                    .iter()
-                    .map(|h| value_text(&h.value) + "\n")
-                    .collect();
+                    .headers(0)
+                    .map(|h| {
+                        h.root_part()
+                            .headers
+                            .iter()
+                            .map(|h| value_text(&h.value) + "\n")
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 contains(&header, &needle)
                     || contains(&decoded, &needle)
                     || contains(&body_text(m), &needle)
