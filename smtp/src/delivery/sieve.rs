@@ -412,15 +412,10 @@ fn is_loop(message: &[u8], account: &str, max_hops: usize) -> bool {
 
 /// The addresses of a message's `Delivered-To:` fields, lower case.
 fn delivered_to(message: &[u8]) -> Vec<String> {
-    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
-        return Vec::new();
-    };
-    parsed
-        .header_values("Delivered-To")
-        .filter_map(|v| v.as_text())
+    message::header::values(message, "Delivered-To")
+        .into_iter()
         .map(|v| {
-            v.trim()
-                .trim_start_matches('<')
+            v.trim_start_matches('<')
                 .trim_end_matches('>')
                 .to_ascii_lowercase()
         })
@@ -489,7 +484,11 @@ fn reply(
     body: &[u8],
     hops: usize,
 ) -> Result<bool, Error> {
-    let from = crate::identity::from_addresses(body);
+    let from: Vec<String> = message::author(body)
+        .from
+        .into_iter()
+        .map(|m| m.address)
+        .collect();
     let Some(full) = store.account_by_id(account.id)? else {
         return Ok(false);
     };
@@ -499,7 +498,8 @@ fn reply(
             return Ok(false);
         }
     }
-    let (signatures, _) = crate::identity::dkim_signatures(store, body).map_err(Error::Signing)?;
+    let signatures =
+        crate::identity::dkim_signatures(store, body).map_err(|e| Error::Signing(e.to_string()))?;
     let signed = [signatures.into_bytes(), body.to_vec()].concat();
     match send(store, engine, incoming, "", to, &signed, hops)? {
         Some(queued) => {
@@ -530,8 +530,8 @@ fn reject(
     ) else {
         return Ok(false);
     };
-    let (signatures, _) =
-        crate::identity::dkim_signatures(store, &notice).map_err(Error::Signing)?;
+    let signatures = crate::identity::report_signatures(store, &notice)
+        .map_err(|e| Error::Signing(e.to_string()))?;
     let notice = [signatures.into_bytes(), notice].concat();
     match resolve(store, incoming.envelope_from)? {
         Resolution::Local(accounts) => {

@@ -540,10 +540,6 @@ fn parse_header_change(reply: u8, data: &[u8]) -> Result<HeaderChange, Error> {
 }
 
 /// RFC 5322 §3.6.8: field-name = 1*ftext, printable ASCII but the colon.
-fn is_field_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|b| (33..=126).contains(b) && *b != b':')
-}
-
 /// Fields describing the body, meaningless with a body replacement we do not apply.
 fn describes_body(name: &str) -> bool {
     name.eq_ignore_ascii_case("Content-Type")
@@ -805,7 +801,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 SMFIR_PROGRESS => {}
                 SMFIR_ADDHEADER | SMFIR_CHGHEADER | SMFIR_INSHEADER => {
                     let change = parse_header_change(reply, &data)?;
-                    if is_field_name(change.name().as_bytes()) {
+                    if message::header::is_field_name(change.name().as_bytes()) {
                         changes.push(change);
                     } else {
                         tracing::warn!(
@@ -899,18 +895,6 @@ struct Field<'a> {
 }
 
 impl<'a> Field<'a> {
-    fn parse(raw: &'a [u8]) -> Self {
-        let first_line = raw.split(|b| *b == b'\n').next().unwrap_or(raw);
-        let colon = first_line
-            .iter()
-            .position(|b| *b == b':')
-            .filter(|&c| is_field_name(raw[..c].trim_ascii_end()));
-        Field {
-            raw: Cow::Borrowed(raw),
-            colon,
-        }
-    }
-
     fn new(name: &str, value: &str) -> Field<'static> {
         let mut raw = Vec::with_capacity(name.len() + value.len() + 4);
         raw.extend_from_slice(name.as_bytes());
@@ -938,35 +922,19 @@ impl<'a> Field<'a> {
     }
 }
 
-/// The header fields, where the header ends and where the body starts (after the empty
-/// line, RFC 5322 §2.1). Folded lines (RFC 5322 §2.2.3) stay with their field.
+/// The header's stretches (the one message reader's, [`message::header::spans`]), where
+/// the header ends and where the body starts (after the empty line, RFC 5322 §2.1).
 fn split_message(message: &[u8]) -> (Vec<Field<'_>>, usize, usize) {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let mut at = 0;
-    while at < message.len() {
-        let end = message[at..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(message.len(), |p| at + p + 1);
-        let line = &message[at..end];
-        if line == b"\r\n" || line == b"\n" {
-            let fields = ranges
-                .iter()
-                .map(|&(s, e)| Field::parse(&message[s..e]))
-                .collect();
-            return (fields, at, end);
-        }
-        match ranges.last_mut() {
-            Some(last) if line.starts_with(b" ") || line.starts_with(b"\t") => last.1 = end,
-            _ => ranges.push((at, end)),
-        }
-        at = end;
-    }
-    let fields = ranges
-        .iter()
-        .map(|&(s, e)| Field::parse(&message[s..e]))
+    let fields: Vec<Field<'_>> = message::header::spans(message)
+        .map(|s| Field {
+            raw: Cow::Borrowed(s.raw),
+            colon: s.field.map(|f| f.colon),
+        })
         .collect();
-    (fields, message.len(), message.len())
+    let header_end = message::header::spans(message)
+        .last()
+        .map_or(0, |s| s.offset + s.raw.len());
+    (fields, header_end, message::header::header_len(message))
 }
 
 /// SMFIC_HEADER data: name, value. The value goes as in the message, folds as bare LF
@@ -1028,7 +996,7 @@ pub fn apply(message: &[u8], changes: &[HeaderChange]) -> Vec<u8> {
     }
     let (mut fields, header_end, _) = split_message(message);
     for change in changes {
-        if !is_field_name(change.name().as_bytes()) {
+        if !message::header::is_field_name(change.name().as_bytes()) {
             tracing::warn!(?change, "header change with an invalid field name: skipped");
             continue;
         }
