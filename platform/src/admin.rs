@@ -491,16 +491,9 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
                     "{domain} has no DKIM selector {selector} (see `postern dkim list {domain}`)"
                 )));
             };
-            // One active key per algorithm: the one it replaces stays published
-            // (inactive) until it is retired.
-            let mut replaced = Vec::new();
-            for other in &keys {
-                if other.algorithm == key.algorithm && other.active && other.selector != selector {
-                    store.set_dkim_active(domain, &other.selector, false)?;
-                    replaced.push(other.selector.clone());
-                }
-            }
-            store.set_dkim_active(domain, &selector, true)?;
+            // One active key per algorithm, swapped in one commit: the one it
+            // replaces stays published (inactive) until it is retired.
+            let replaced = store.activate_dkim_key(domain, &key.selector)?;
             let mut out = format!("Mail from {domain} is now signed with {selector}\n");
             for old in replaced {
                 let _ = writeln!(

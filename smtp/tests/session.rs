@@ -24,6 +24,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
             .add_account(&format!("{user}@example.test"), &hash)
             .unwrap();
     }
+    add_signing_key(&store, "example.test");
     store
         .add_alias(
             "team@example.test",
@@ -57,6 +58,22 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         smtp: Smtp::new(context.clone(), Mode::Mx),
         context,
     }
+}
+
+/// An active Ed25519 DKIM key for `domain` (submission refuses to send unsigned).
+fn add_signing_key(store: &Store, domain: &str) {
+    let key = dkim::keys::generate(dkim::keys::Algorithm::Ed25519).unwrap();
+    store
+        .add_dkim_key(&store::DkimKey {
+            domain: domain.into(),
+            selector: "s1".into(),
+            algorithm: key.algorithm.key_type().into(),
+            private_key_pem: key.private_key_pem,
+            public_key_b64: key.public_key_b64,
+            active: true,
+            created: std::time::SystemTime::now(),
+        })
+        .unwrap();
 }
 
 impl Fixture {
@@ -494,4 +511,43 @@ async fn submission_needs_tls_then_auth_and_nobody_sends_as_anybody_else() {
         actions.contains(&"login-failed".to_string()) && actions.contains(&"login".to_string()),
         "{actions:?}"
     );
+}
+
+#[tokio::test]
+async fn a_domain_without_an_active_dkim_key_gets_a_temporary_refusal_not_unsigned_mail() {
+    let f = fixture(100, 1 << 20);
+    f.store.add_domain("nokeys.test").unwrap();
+    f.store
+        .add_alias("alice@nokeys.test", &["alice@example.test".into()])
+        .unwrap();
+    let mut s = f.submission(true);
+    say(&mut s, b"EHLO c\r\n").await;
+    let login = format!(
+        "AUTH PLAIN {}\r\n",
+        plain("alice@example.test", "Secret-Pass-1")
+    );
+    let (r, _) = say(&mut s, login.as_bytes()).await;
+    assert!(r.starts_with("235"), "{r}");
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice@nokeys.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@nokeys.test\r\nSubject: x\r\n\r\nx\r\n.\r\n").await;
+    assert!(
+        r.ends_with("451 4.7.0 No DKIM key is active for nokeys.test: the administrator must activate one\r\n"),
+        "{r}"
+    );
+    assert!(f.inbox("bob").is_empty());
+    let events = f.store.events(None, 10).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.action == "submission-unsigned"
+                && e.event.actor == "alice@example.test"
+                && e.event.detail.contains("nokeys.test")),
+        "{events:?}"
+    );
+    // With a key active, the same message goes.
+    add_signing_key(&f.store, "nokeys.test");
+    let (r, _) = say(&mut s, b"MAIL FROM:<alice@nokeys.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@nokeys.test\r\nSubject: x\r\n\r\nx\r\n.\r\n").await;
+    assert!(r.contains("250 2.0.0 Message accepted"), "{r}");
+    let got = f.inbox("bob");
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("d=nokeys.test"));
 }

@@ -120,6 +120,44 @@ impl Store {
         Ok(())
     }
 
+    /// Makes a key the one that signs for its algorithm, in one commit: the key of
+    /// the same algorithm it replaces becomes inactive in the same transaction, so no
+    /// message is ever signed with neither. Returns the selectors it replaced.
+    /// [`Error::NotFound`] if there is no such key.
+    pub fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<Vec<String>, Error> {
+        let domain = normalize_domain(domain)?;
+        let selector = normalize_selector(selector, &domain)?;
+        let replaced = self.write(|txn| {
+            let mut keys = txn.open_table(DKIM_KEYS)?;
+            let id = (domain.as_str(), selector.as_str());
+            let mut key: DkimKey = decode_opt("a DKIM key", keys.get(id)?)?
+                .ok_or_else(|| Error::NotFound(key_name(&domain, &selector)))?;
+            let mut others: Vec<DkimKey> = Vec::new();
+            for row in keys.range((domain.as_str(), "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != domain {
+                    break;
+                }
+                let other: DkimKey = decode("a DKIM key", v.value())?;
+                if other.selector != selector && other.active && other.algorithm == key.algorithm {
+                    others.push(other);
+                }
+            }
+            let mut replaced = Vec::new();
+            for mut other in others {
+                other.active = false;
+                let other_id = (domain.as_str(), other.selector.as_str());
+                keys.insert(other_id, encode("a DKIM key", &other)?.as_slice())?;
+                replaced.push(other.selector);
+            }
+            key.active = true;
+            keys.insert(id, encode("a DKIM key", &key)?.as_slice())?;
+            Ok(replaced)
+        })?;
+        self.notify(Change::Directory);
+        Ok(replaced)
+    }
+
     /// Deletes a key. [`Error::NotFound`] if there is no such key.
     pub fn delete_dkim_key(&self, domain: &str, selector: &str) -> Result<(), Error> {
         let domain = normalize_domain(domain)?;
@@ -140,6 +178,58 @@ impl Store {
 mod tests {
     use super::*;
     use crate::test_util::{self, dkim_key};
+
+    #[test]
+    fn activation_swaps_the_key_of_one_algorithm_in_one_commit() {
+        let (_dir, store) = test_util::store();
+        store.add_domain("example.org").unwrap();
+        store.add_domain("example.org.uk").unwrap();
+        for s in ["s1", "s2"] {
+            store.add_dkim_key(&dkim_key("example.org", s)).unwrap();
+        }
+        let mut rsa = dkim_key("example.org", "r1");
+        rsa.algorithm = "rsa".into();
+        store.add_dkim_key(&rsa).unwrap();
+        store
+            .add_dkim_key(&dkim_key("example.org.uk", "s1"))
+            .unwrap();
+        assert!(
+            store
+                .activate_dkim_key("example.org", "r1")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .activate_dkim_key("example.org.uk", "s1")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .activate_dkim_key("example.org", "s1")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.activate_dkim_key("example.org", "s2").unwrap(),
+            ["s1"]
+        );
+        let active: Vec<String> = store
+            .dkim_keys("example.org")
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.active)
+            .map(|k| k.selector)
+            .collect();
+        assert_eq!(active, ["r1", "s2"]);
+        // Another domain whose name extends this one is untouched.
+        assert!(store.dkim_keys("example.org.uk").unwrap()[0].active);
+        assert!(matches!(
+            store.activate_dkim_key("example.org", "s9"),
+            Err(Error::NotFound(_))
+        ));
+    }
 
     #[test]
     fn dkim_key_crud() {

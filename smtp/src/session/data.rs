@@ -17,7 +17,7 @@ impl Session {
                 reply(503, "5.5.1", "BDAT in progress: finish it with BDAT LAST")
             }
             Some(_) => {
-                self.input = Input::Data(DataReceiver::new());
+                self.input = Input::Data(data_receiver());
                 reply(354, "2.0.0", "Send the message, end with <CRLF>.<CRLF>")
             }
         }
@@ -85,7 +85,9 @@ impl Session {
         }
         if txn.too_big {
             let max = self.context.config.max_message_size;
-            self.context.stats.rejected("size");
+            let detail = format!("message over the size limit of {max} bytes");
+            self.log_rejection(Some(&txn.mail_from), "smtp-too-big", detail)
+                .await;
             return reply(
                 552,
                 "5.3.4",
@@ -95,18 +97,24 @@ impl Session {
         if let Some(offset) = bare_line_ending(&txn.body) {
             // SMTP smuggling defence: a bare LF or CR could make another server see a
             // different end of data (RFC 5321 §2.3.8). We refuse the message.
-            tracing::info!(peer = %self.info.peer, offset, "message with a bare CR or LF refused");
-            self.context.stats.rejected("bare-line-ending");
+            let detail = format!("bare CR or LF at octet {offset}");
+            self.log_rejection(Some(&txn.mail_from), "smtp-bare-line-ending", detail)
+                .await;
             return reply(
                 554,
                 "5.6.0",
                 "Message contains a bare CR or LF (RFC 5321 section 2.3.8)",
             );
         }
-        if let Some(account) = self.user.clone()
-            && let Some(refusal) = check_from(&self.context.store, account, &txn.body).await
-        {
-            return refusal;
+        if let Some(account) = self.user.clone() {
+            if let Some(refusal) = self.check_originator(account, &txn).await {
+                return refusal;
+            }
+            // RFC 6409 §8: the MSA completes what the client left out.
+            let added = crate::identity::missing_msa_fields(&txn.body, &self.context.hostname);
+            if !added.is_empty() {
+                txn.body.splice(0..0, added.into_bytes());
+            }
         }
         let id = queue_id();
         // Submission: every message is DKIM-signed with its From domain's active keys.
@@ -114,8 +122,20 @@ impl Session {
             match sign(&self.context.store, &txn.body).await {
                 Ok(headers) => headers,
                 Err(e) => {
-                    tracing::error!(id, error = %e, "DKIM signing failed");
-                    return reply(451, "4.3.0", "Signing failed, try again later");
+                    tracing::error!(id, error = %e, "DKIM signing failed: message refused for now");
+                    let detail = format!("not signed: {e}");
+                    self.log_rejection(Some(&txn.mail_from), "submission-unsigned", detail)
+                        .await;
+                    return match e {
+                        crate::identity::SigningError::NoActiveKey(domain) => reply(
+                            451,
+                            "4.7.0",
+                            &format!(
+                                "No DKIM key is active for {domain}: the administrator must activate one"
+                            ),
+                        ),
+                        _ => reply(451, "4.3.0", "Signing failed, try again later"),
+                    };
                 }
             }
         } else {
@@ -249,6 +269,35 @@ impl Session {
         }
     }
 
+    /// Submission: the From: and Sender: fields must be the user's (see
+    /// [`crate::identity::check_originator`]); a refusal names the rule broken.
+    async fn check_originator(
+        &self,
+        account: store::Account,
+        txn: &Transaction,
+    ) -> Option<Vec<u8>> {
+        let store = self.context.store.clone();
+        let message = txn.body.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::identity::check_originator(&store, &account, &message)
+        })
+        .await;
+        match checked {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(refusal))) => {
+                let text = refusal.text();
+                self.log_rejection(Some(&txn.mail_from), "submission-identity", text.clone())
+                    .await;
+                Some(reply(550, "5.7.1", &text))
+            }
+            _ => Some(reply(
+                451,
+                "4.3.0",
+                "Temporary lookup failure, try again later",
+            )),
+        }
+    }
+
     /// Asks the spam milter about the message: its refusals become our replies, its
     /// header changes are applied, and `X-Spam-Flag: YES` files the message as spam.
     async fn scan(
@@ -349,58 +398,17 @@ impl Session {
     }
 }
 
-/// Submission: every address in From: must be the user's (RFC 5322 §3.6.2; nobody
-/// sends as anybody else).
-async fn check_from(
-    store: &std::sync::Arc<store::Store>,
-    account: store::Account,
-    message: &[u8],
-) -> Option<Vec<u8>> {
-    let from = crate::identity::from_addresses(message);
-    if from.is_empty() {
-        return Some(reply(550, "5.6.0", "The message has no From: address"));
-    }
-    let store = store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        for address in &from {
-            if !crate::identity::may_send_as(&store, &account, address)? {
-                return Ok(Some(address.clone()));
-            }
-        }
-        Ok::<_, store::Error>(None)
-    })
-    .await;
-    match result {
-        Ok(Ok(None)) => None,
-        Ok(Ok(Some(address))) => Some(reply(
-            550,
-            "5.7.1",
-            &format!("From: address <{address}> is not yours"),
-        )),
-        _ => Some(reply(
-            451,
-            "4.3.0",
-            "Temporary lookup failure, try again later",
-        )),
-    }
-}
-
 /// The DKIM-Signature headers for a submitted message: one per active key of the
 /// domain of its (already checked) From: address.
-async fn sign(store: &std::sync::Arc<store::Store>, message: &[u8]) -> Result<String, String> {
+async fn sign(
+    store: &std::sync::Arc<store::Store>,
+    message: &[u8],
+) -> Result<String, crate::identity::SigningError> {
     let store = store.clone();
     let message = message.to_vec();
-    let signed = tokio::task::spawn_blocking(move || {
-        let (signatures, keys) = crate::identity::dkim_signatures(&store, &message)?;
-        if keys == 0 {
-            tracing::warn!(
-                "no active DKIM key for the From: domain: the message goes out unsigned"
-            );
-        }
-        Ok(signatures)
-    })
-    .await;
-    signed.map_err(|e| e.to_string())?
+    tokio::task::spawn_blocking(move || crate::identity::dkim_signatures(&store, &message))
+        .await
+        .map_err(|e| crate::identity::SigningError::Sign(e.to_string()))?
 }
 
 /// The outcome of the spam scan.
@@ -414,14 +422,9 @@ enum Scanned {
 /// SpamAssassin's score and threshold from `X-Spam-Status: Yes, score=7.2
 /// required=5.0 ...`, for Sieve's `spamtest`; `flagged` is its verdict.
 fn spam_verdict(message: &[u8], flagged: bool) -> sieve::run::Spam {
-    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
-        return sieve::run::Spam::Unknown;
-    };
-    let Some(status) = parsed
-        .header_values("X-Spam-Status")
-        .filter_map(|v| v.as_text())
+    let Some(status) = message::header::values(message, "X-Spam-Status")
+        .into_iter()
         .next()
-        .map(str::to_string)
     else {
         return sieve::run::Spam::Unknown;
     };
@@ -441,19 +444,22 @@ fn spam_verdict(message: &[u8], flagged: bool) -> sieve::run::Spam {
     }
 }
 
-/// Whether the header block has `X-Spam-Flag: YES` (SpamAssassin's verdict).
+/// Whether the header has `X-Spam-Flag: YES` (SpamAssassin's verdict).
 fn is_flagged_spam(message: &[u8]) -> bool {
-    let end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(message.len());
-    String::from_utf8_lossy(&message[..end])
-        .split("\r\n")
-        .any(|line| {
-            line.split_once(':').is_some_and(|(n, v)| {
-                n.trim().eq_ignore_ascii_case("X-Spam-Flag") && v.trim().eq_ignore_ascii_case("YES")
-            })
-        })
+    message::header::values(message, "X-Spam-Flag")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case("YES"))
+}
+
+/// A DATA receiver that knows the message starts at the beginning of a line (RFC 5321
+/// §4.5.2): a first line `.` ends an empty message and a first line `..x` is
+/// unstuffed. smtp-proto's receiver starts as if in mid-line, so it is first fed the
+/// CRLF that ended the DATA command.
+fn data_receiver() -> DataReceiver {
+    let mut receiver = DataReceiver::new();
+    let mut nothing = Vec::new();
+    receiver.ingest(&mut b"\r\n".iter(), &mut nothing);
+    receiver
 }
 
 /// The offset of the first LF not preceded by CR, or CR not followed by LF.
@@ -470,7 +476,17 @@ fn bare_line_ending(body: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bare_line_ending, spam_verdict};
+    use super::{bare_line_ending, data_receiver, spam_verdict};
+
+    #[test]
+    fn data_starts_at_the_beginning_of_a_line() {
+        let mut body = Vec::new();
+        assert!(data_receiver().ingest(&mut b".\r\nQUIT\r\n".iter(), &mut body));
+        assert_eq!(body, b"");
+        let mut body = Vec::new();
+        assert!(data_receiver().ingest(&mut b"..x\r\n.y\r\n.\r\n".iter(), &mut body));
+        assert_eq!(body, b".x\r\ny\r\n");
+    }
 
     #[test]
     fn spamassassin_status_feeds_spamtest() {
