@@ -268,15 +268,32 @@ impl Verifier {
                 .map(|h| DkimOutput::temp_err(budget_exceeded()).with_signature(&h.header))
                 .collect()
         });
-        let dmarc = timeout_at(
-            deadline,
-            auth.verify_dmarc(DmarcParameters::new(
-                &message,
-                &dkim,
-                &mail_from_domain,
-                &spf,
-            )),
-        )
+        // DMARC judges the From: domains the one message reader sees (every From:
+        // field, every mailbox), not mail-auth's own reading. Several domains: each is
+        // evaluated and the strictest failing policy applies (RFC 7489 §6.6.1).
+        let author = message::author(input.message);
+        let mut per_domain: Vec<AuthenticatedMessage<'_>> = Vec::new();
+        for domain in author.from_domains() {
+            let mut one = message.clone();
+            one.from = author
+                .from
+                .iter()
+                .filter(|m| m.domain().as_deref() == Some(domain.as_str()))
+                .map(|m| m.address.to_ascii_lowercase())
+                .take(1)
+                .collect();
+            per_domain.push(one);
+        }
+        let dmarc = timeout_at(deadline, async {
+            let mut outputs = Vec::with_capacity(per_domain.len());
+            for one in &per_domain {
+                outputs.push(
+                    auth.verify_dmarc(DmarcParameters::new(one, &dkim, &mail_from_domain, &spf))
+                        .await,
+                );
+            }
+            outputs
+        })
         .await;
 
         let spf = SpfOutcome {
@@ -294,18 +311,18 @@ impl Verifier {
             Ok(arc) => arc_result(arc.result()),
             Err(_) => (AuthResult::TempError, Some(BUDGET_EXCEEDED)),
         };
-        let header_from = message
-            .from
-            .first()
-            .and_then(|a| a.rsplit_once('@'))
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
         let dmarc_outcome = match &dmarc {
-            Ok(dmarc) => dmarc_outcome(dmarc, header_from),
+            Ok(outputs) if outputs.is_empty() => DmarcOutcome {
+                result: AuthResult::None,
+                policy: DmarcPolicyAction::None,
+                header_from: String::new(),
+                reason: None,
+            },
+            Ok(outputs) => strictest(outputs.iter().map(dmarc_outcome)),
             Err(_) => DmarcOutcome {
                 result: AuthResult::TempError,
                 policy: DmarcPolicyAction::None,
-                header_from,
+                header_from: author.from_domains().join(","),
                 reason: Some(BUDGET_EXCEEDED.to_string()),
             },
         };
@@ -387,7 +404,31 @@ fn arc_result(result: &DkimResult) -> (AuthResult, Option<&'static str>) {
     }
 }
 
-fn dmarc_outcome(dmarc: &DmarcOutput, header_from: String) -> DmarcOutcome {
+/// Of several From: domains' DMARC outcomes, the one to act on: the strictest failing
+/// policy, else the first (RFC 7489 §6.6.1).
+fn strictest(outcomes: impl Iterator<Item = DmarcOutcome>) -> DmarcOutcome {
+    let rank = |o: &DmarcOutcome| match (o.result, o.policy) {
+        (AuthResult::Fail, DmarcPolicyAction::Reject) => 4,
+        (AuthResult::Fail, DmarcPolicyAction::Quarantine) => 3,
+        (AuthResult::Fail, DmarcPolicyAction::None) => 2,
+        (AuthResult::TempError | AuthResult::PermError, _) => 1,
+        _ => 0,
+    };
+    let mut best: Option<DmarcOutcome> = None;
+    for o in outcomes {
+        if best.as_ref().is_none_or(|b| rank(&o) > rank(b)) {
+            best = Some(o);
+        }
+    }
+    best.unwrap_or(DmarcOutcome {
+        result: AuthResult::None,
+        policy: DmarcPolicyAction::None,
+        header_from: String::new(),
+        reason: None,
+    })
+}
+
+fn dmarc_outcome(dmarc: &DmarcOutput) -> DmarcOutcome {
     let (result, reason) = match dmarc.result() {
         DmarcResult::Pass => (AuthResult::Pass, None),
         DmarcResult::Fail(_) => (AuthResult::Fail, None),
@@ -402,11 +443,7 @@ fn dmarc_outcome(dmarc: &DmarcOutput, header_from: String) -> DmarcOutcome {
             Policy::Quarantine => DmarcPolicyAction::Quarantine,
             Policy::None | Policy::Unspecified => DmarcPolicyAction::None,
         },
-        header_from: if dmarc.domain().is_empty() {
-            header_from
-        } else {
-            dmarc.domain().to_string()
-        },
+        header_from: dmarc.domain().to_string(),
         reason: reason.map(str::to_string),
     }
 }
