@@ -5,6 +5,22 @@ use smtp_proto::{MAIL_REQUIRETLS, MAIL_RET_FULL, MAIL_SMTPUTF8, MailFrom};
 use super::{Mode, Session, Transaction, reply};
 use crate::inbound::dnsbl::Listing;
 
+/// RFC 3461 §4.2, §4.4: the decoded value of ENVID and ORCPT must be printable
+/// US-ASCII (they are copied into the reports we send, so CR or LF would forge fields
+/// there), at most `max` characters.
+pub(super) fn dsn_value(value: &str, max: usize) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("empty");
+    }
+    if value.len() > max {
+        return Err("too long");
+    }
+    if !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err("not printable US-ASCII");
+    }
+    Ok(())
+}
+
 impl Session {
     /// MAIL FROM:<reverse-path> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8].
     pub(super) async fn handle_mail(&mut self, from: MailFrom<String>) -> Vec<u8> {
@@ -30,6 +46,11 @@ impl Session {
         // RFC 6531 §3.4: a non-ASCII address needs SMTPUTF8.
         if !smtputf8 && !from.address.is_ascii() {
             return reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8");
+        }
+        if let Some(envid) = &from.env_id
+            && let Err(why) = dsn_value(envid, 100)
+        {
+            return reply(501, "5.5.4", &format!("Invalid ENVID parameter: {why}"));
         }
         let require_tls = from.flags & MAIL_REQUIRETLS != 0;
         if require_tls && !(self.mode == Mode::Submission && self.tls) {

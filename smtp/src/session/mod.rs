@@ -306,7 +306,16 @@ impl Session {
             }
             Request::StartTls => self.handle_starttls(),
             Request::Mail { from } => Output::reply(self.handle_mail(from).await),
-            Request::Rcpt { to } => Output::reply(self.handle_rcpt(to).await),
+            Request::Rcpt { to } => {
+                let (answer, refused) = self.handle_rcpt(to).await;
+                // Refused recipients count as errors: a client probing addresses or
+                // trying to relay is cut off like one sending garbage.
+                if refused {
+                    self.bad(Output::reply(answer))
+                } else {
+                    Output::reply(answer)
+                }
+            }
             Request::Data => Output::reply(self.handle_data()),
             Request::Bdat {
                 chunk_size,
@@ -353,16 +362,22 @@ impl Session {
         }
     }
 
-    /// Records a policy refusal: the counter, and an activity-log entry with the
-    /// client's IP and the reason.
-    /// `sender` is the envelope sender tried (default: the transaction's).
+    /// Records a refusal where the operator sees it: the counter, the serve log and
+    /// an activity-log entry with the client's IP, the account (submission) or the
+    /// envelope sender (`sender`, default: the transaction's), and the reason.
     pub(crate) async fn log_rejection(&self, sender: Option<&str>, action: &str, detail: String) {
         Stats::count(&self.context.stats.rejected);
         common::metrics::inc("postern_messages_rejected_total", Some(("reason", action)));
         let store = self.context.store.clone();
         let sender = sender.or(self.transaction.as_ref().map(|t| t.mail_from.as_str()));
+        let actor = match (&self.user, sender) {
+            (Some(user), _) => user.email.clone(),
+            (None, Some(s)) => format!("<{s}>"),
+            (None, None) => "-".to_string(),
+        };
+        tracing::info!(peer = %self.info.peer, %actor, action, %detail, "refused");
         let event = store::AuditEvent {
-            actor: sender.map_or_else(|| "-".to_string(), |s| format!("<{s}>")),
+            actor,
             action: action.to_string(),
             ip: Some(self.info.peer.ip()),
             detail,

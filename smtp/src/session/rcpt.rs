@@ -9,17 +9,27 @@ use super::{Session, reply};
 use crate::delivery::{self, Resolution};
 
 impl Session {
-    /// RCPT TO:<forward-path>.
-    pub(super) async fn handle_rcpt(&mut self, to: RcptTo<String>) -> Vec<u8> {
+    /// RCPT TO:<forward-path>. The second value: the recipient was refused as not
+    /// ours (relay denied, no such user), which counts as a bad command.
+    pub(super) async fn handle_rcpt(&mut self, to: RcptTo<String>) -> (Vec<u8>, bool) {
         let Some(txn) = self.transaction.as_ref() else {
-            return reply(503, "5.5.1", "Send MAIL first");
+            return (reply(503, "5.5.1", "Send MAIL first"), false);
         };
         if txn.recipients.len() >= self.context.config.max_recipients {
             // RFC 5321 §4.5.3.1.10: 452 lets the client send the rest later.
-            return reply(452, "4.5.3", "Too many recipients");
+            return (reply(452, "4.5.3", "Too many recipients"), false);
         }
         if !txn.smtputf8 && !to.address.is_ascii() {
-            return reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8");
+            return (
+                reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8"),
+                false,
+            );
+        }
+        if let Some(orcpt) = &to.orcpt
+            && let Err(why) = super::mail::dsn_value(orcpt, 500)
+        {
+            let text = format!("Invalid ORCPT parameter: {why}");
+            return (reply(501, "5.5.4", &text), true);
         }
         // A few reads of the index, whose pages redb keeps in memory once read: done
         // here rather than on a blocking thread, whose two context switches per
@@ -29,13 +39,16 @@ impl Session {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "recipient lookup failed");
-                return reply(451, "4.3.0", "Temporary lookup failure, try again later");
+                return (
+                    reply(451, "4.3.0", "Temporary lookup failure, try again later"),
+                    false,
+                );
             }
         };
-        match resolution {
+        let answer = match resolution {
             Resolution::Local(accounts) => {
                 let Some(txn) = self.transaction.as_mut() else {
-                    return reply(503, "5.5.1", "Send MAIL first");
+                    return (reply(503, "5.5.1", "Send MAIL first"), false);
                 };
                 for (id, email) in accounts {
                     if !txn.accounts.iter().any(|r| r.account == id) {
@@ -52,17 +65,21 @@ impl Session {
             // Authenticated: remote recipients go to the outbound queue.
             Resolution::NotLocal if self.user.is_some() => self.queue_remote(&to, &to.address),
             Resolution::NotLocal => {
-                tracing::info!(peer = %self.info.peer, rcpt = %to.address, "relay attempt refused");
                 self.log_rejection(None, "smtp-relay-denied", format!("to <{}>", to.address))
                     .await;
-                reply(554, "5.7.1", "Relay access denied")
+                return (reply(554, "5.7.1", "Relay access denied"), true);
             }
-            Resolution::UnknownUser => reply(550, "5.1.1", "No such user here"),
+            Resolution::UnknownUser => return (reply(550, "5.1.1", "No such user here"), true),
             // RFC 3463 §3.3: 4.2.2 mailbox full; temporary, so nothing is lost.
-            Resolution::OverQuota(_) => reply(452, "4.2.2", "Mailbox full, try again later"),
+            Resolution::OverQuota(account) => {
+                self.log_rejection(None, "smtp-over-quota", format!("{account} is full"))
+                    .await;
+                reply(452, "4.2.2", "Mailbox full, try again later")
+            }
             // An alias of ours that forwards to a remote address (set by an admin).
             Resolution::Forwarding(target) => self.queue_remote(&to, &target),
-        }
+        };
+        (answer, false)
     }
 
     /// Adds a recipient for the outbound queue, with its DSN parameters.
