@@ -25,6 +25,10 @@ const ID_LEN: usize = 32;
 #[derive(Debug)]
 pub(crate) struct BlobDir {
     root: PathBuf,
+    /// The blob directory, open since the store opened: `syncfs(2)` reports a
+    /// write-back error only to descriptors opened before it happened, so a
+    /// descriptor opened for each sync could miss the failure of a body it flushes.
+    root_dir: File,
     tmp: PathBuf,
     holds: Mutex<Holds>,
 }
@@ -86,8 +90,10 @@ impl BlobDir {
                 Err(e) => return Err(Error::io(&path, e)),
             }
         }
+        let root_dir = File::open(root).map_err(|e| Error::io(root, e))?;
         Ok(BlobDir {
             root: root.to_path_buf(),
+            root_dir,
             tmp,
             holds: Mutex::new(Holds::default()),
         })
@@ -172,8 +178,7 @@ impl BlobDir {
         if ids.is_empty() {
             return Ok(());
         }
-        let root = File::open(&self.root).map_err(|e| Error::io(&self.root, e))?;
-        nix::unistd::syncfs(&root).map_err(|e| Error::io(&self.root, io::Error::from(e)))
+        nix::unistd::syncfs(&self.root_dir).map_err(|e| Error::io(&self.root, io::Error::from(e)))
     }
 
     /// Reads the body with id `id`; `Ok(None)` if there is no such file.

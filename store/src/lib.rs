@@ -20,6 +20,7 @@
 mod apps;
 mod audit;
 pub mod backup;
+mod batch;
 mod blob;
 mod changes;
 mod directory;
@@ -49,13 +50,14 @@ use tokio::sync::broadcast;
 
 pub use apps::{App, Container};
 pub use audit::{AuditEntry, AuditEvent};
+pub use batch::{Appended, Batch, Body, Committed, Once};
 pub use changes::Change;
 pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};
 pub use imap_ops::{FlagUpdate, FlagsOutcome};
 pub use keys::DkimKey;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
 pub use message::{MessageMeta, header_block, normalize_flags};
-pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
+pub use queue::{LocalTarget, NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
 pub use sieve::SieveScript;
 pub use sts::StsPolicy;
 
@@ -249,9 +251,9 @@ pub struct Store {
     /// Held shared from a body's write to its index commit, exclusively by the orphan sweep,
     /// so the sweep never removes a body about to be committed.
     blob_gate: RwLock<()>,
-    /// Appends waiting for the next group commit.
-    append_queue: std::sync::Mutex<Vec<message::PendingAppend>>,
-    /// Held by the append that commits the queued ones (the group-commit leader).
+    /// Batches waiting for the next group commit.
+    commit_queue: std::sync::Mutex<Vec<batch::Pending>>,
+    /// Held by the commit that commits the queued ones (the group-commit leader).
     commit_lock: std::sync::Mutex<()>,
 }
 
@@ -300,7 +302,7 @@ impl Store {
             blobs,
             changes,
             blob_gate: RwLock::new(()),
-            append_queue: std::sync::Mutex::new(Vec::new()),
+            commit_queue: std::sync::Mutex::new(Vec::new()),
             commit_lock: std::sync::Mutex::new(()),
         })
     }

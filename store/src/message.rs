@@ -2,7 +2,7 @@
 //! (RFC 7162) and the account quota.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::SystemTime;
 
 use redb::{ReadableTable, WriteTransaction};
@@ -11,10 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::directory::{load_account, save_account};
 use crate::mailbox::{load_mailbox, save_mailbox};
 use crate::tables::{CHANGES, EXPUNGED, HEADERS, MAILBOXES, MESSAGES};
-use crate::{
-    AccountId, Change, Error, MailboxId, ModSeq, Store, Uid, decode, decode_opt, encode, from_ms,
-    to_ms,
-};
+use crate::{AccountId, Change, Error, MailboxId, ModSeq, Store, Uid, decode, decode_opt, encode};
 
 /// The index entry of a message; the body lives in a blob file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,24 +151,6 @@ pub(crate) fn bump_modseq(mailbox: &mut crate::Mailbox) -> Result<ModSeq, Error>
     Ok(mailbox.highest_modseq)
 }
 
-/// What an append hands back once its group commit is done.
-type AppendResult = Result<(MessageMeta, AccountId), Error>;
-
-/// An append whose body is on disk, waiting for its index commit.
-pub(crate) struct PendingAppend {
-    mailbox: MailboxId,
-    header: Vec<u8>,
-    blob: String,
-    size: u64,
-    flags: Vec<String>,
-    internal_date: SystemTime,
-    slot: Arc<Mutex<Option<AppendResult>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Records an appended message in the index, inside a write transaction.
 pub(crate) fn stage_append(
     txn: &WriteTransaction,
@@ -281,7 +260,8 @@ pub(crate) fn expunge_in(
 
 impl Store {
     /// Appends a message to a mailbox: the body is made durable first, then the index entry
-    /// committed with the next UID and MODSEQ, and the account's used bytes updated.
+    /// committed with the next UID and MODSEQ, and the account's used bytes updated
+    /// (group-committed with concurrent appends, [`Store::commit`]).
     ///
     /// [`Error::OverQuota`] if the account's quota would be exceeded; [`Error::NotFound`] if
     /// the mailbox does not exist.
@@ -292,129 +272,11 @@ impl Store {
         flags: &[String],
         internal_date: SystemTime,
     ) -> Result<MessageMeta, Error> {
-        let flags = normalize_flags(flags)?;
-        let size = u64::try_from(body.len()).unwrap_or(u64::MAX);
-        let internal_date = from_ms(to_ms(internal_date));
-        let gate = self
-            .blob_gate
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let blob = self.blobs.write_unsynced(body)?;
-        // Group commit: queue the index entry; whoever holds the commit lock commits
-        // everything queued in one transaction (one fsync for many concurrent appends).
-        // Each append returns only after the transaction holding its entry committed.
-        let slot: Arc<Mutex<Option<AppendResult>>> = Arc::new(Mutex::new(None));
-        lock(&self.append_queue).push(PendingAppend {
-            mailbox,
-            header: header_block(body).to_vec(),
-            blob,
-            size,
-            flags,
-            internal_date,
-            slot: slot.clone(),
-        });
-        let result = loop {
-            if let Some(done) = lock(&slot).take() {
-                break done;
-            }
-            let _leader = lock(&self.commit_lock);
-            if let Some(done) = lock(&slot).take() {
-                break done;
-            }
-            let batch = std::mem::take(&mut *lock(&self.append_queue));
-            self.commit_appends(batch);
-        };
-        drop(gate);
-        let (meta, account) = result?;
-        self.notify(Change::Mailbox {
-            account,
-            mailbox,
-            modseq: meta.modseq,
-        });
-        Ok(meta)
-    }
-
-    /// Commits queued appends in one transaction and hands each its result. If one of
-    /// them cannot be staged (over quota, mailbox gone), the others are committed one
-    /// by one so a single failure does not fail its neighbours.
-    fn commit_appends(&self, batch: Vec<PendingAppend>) {
-        if batch.is_empty() {
-            return;
-        }
-        // The bodies' renames become durable before the index that names them.
-        let ids: Vec<&str> = batch.iter().map(|p| p.blob.as_str()).collect();
-        if let Err(e) = self.blobs.sync_fan_outs(&ids) {
-            let e = e.to_string();
-            for p in &batch {
-                *lock(&p.slot) = Some(Err(Error::Db(format!(
-                    "making the message body durable: {e}"
-                ))));
-            }
-            return;
-        }
-        let together = self.db.begin_write().map_err(Error::from).and_then(|txn| {
-            let mut staged = Vec::with_capacity(batch.len());
-            for p in &batch {
-                let result = stage_append(
-                    &txn,
-                    p.mailbox,
-                    p.blob.clone(),
-                    p.size,
-                    p.flags.clone(),
-                    p.internal_date,
-                )?;
-                save_header(&txn, p.mailbox, result.0.uid, &p.header)?;
-                staged.push(result);
-            }
-            Ok((txn, staged))
-        });
-        match together {
-            Ok((txn, staged)) => match txn.commit() {
-                Ok(()) => {
-                    for (p, result) in batch.iter().zip(staged) {
-                        *lock(&p.slot) = Some(Ok(result));
-                    }
-                }
-                // A failed commit may still have reached the disk, so the bodies stay;
-                // the orphan sweep reclaims them if the index does not reference them.
-                Err(e) => {
-                    let e = Error::from(e).to_string();
-                    for p in &batch {
-                        *lock(&p.slot) = Some(Err(Error::Db(e.clone())));
-                    }
-                }
-            },
-            Err(_) => {
-                for p in &batch {
-                    *lock(&p.slot) = Some(self.commit_one(p));
-                }
-            }
-        }
-    }
-
-    /// Commits one queued append on its own.
-    fn commit_one(&self, p: &PendingAppend) -> AppendResult {
-        let staged = self.db.begin_write().map_err(Error::from).and_then(|txn| {
-            let staged = stage_append(
-                &txn,
-                p.mailbox,
-                p.blob.clone(),
-                p.size,
-                p.flags.clone(),
-                p.internal_date,
-            )?;
-            save_header(&txn, p.mailbox, staged.0.uid, &p.header)?;
-            Ok((txn, staged))
-        });
-        match staged {
-            Ok((txn, staged)) => {
-                txn.commit()?;
-                Ok(staged)
-            }
-            Err(e) => {
-                self.blobs.remove_all(std::slice::from_ref(&p.blob));
-                Err(e)
-            }
+        let mut batch = crate::Batch::new();
+        batch.append(mailbox, body, flags, internal_date);
+        match self.commit(batch)?.appended.pop() {
+            Some(crate::Appended::Stored(meta)) => Ok(meta),
+            other => Err(Error::Db(format!("the append was not stored: {other:?}"))),
         }
     }
 

@@ -3,7 +3,6 @@
 //! committed). Each recipient carries its own state, so a message delivered to some
 //! recipients and deferred for others is never sent twice to the first ones.
 
-use std::sync::PoisonError;
 use std::time::SystemTime;
 
 use redb::ReadableTable;
@@ -53,6 +52,22 @@ pub struct QueuedRecipient {
     /// RFC 3461 ORCPT as given (`rfc822;addr`).
     #[serde(default)]
     pub orcpt: Option<String>,
+    /// A local mailbox the message is for (an account that was over quota when the
+    /// message came): delivered by an append, never over SMTP.
+    #[serde(default)]
+    pub local: Option<LocalTarget>,
+}
+
+/// Where a queued local delivery goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalTarget {
+    /// The account.
+    pub account: AccountId,
+    /// Its mailbox chosen at delivery (INBOX, Junk, a Sieve `fileinto`).
+    pub mailbox: crate::MailboxId,
+    /// The flags to store it with.
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 impl QueuedRecipient {
@@ -64,6 +79,7 @@ impl QueuedRecipient {
             last_error: None,
             notify: None,
             orcpt: None,
+            local: None,
         }
     }
 }
@@ -106,6 +122,10 @@ pub struct QueuedMessage {
     /// headers too; RET=FULL returns the whole message).
     #[serde(default)]
     pub ret_full: bool,
+    /// No failure report may go to the sender: the message failed SPF and DMARC, so
+    /// its envelope sender is likely forged (a report would be backscatter).
+    #[serde(default)]
+    pub no_reports: bool,
 }
 
 impl QueuedMessage {
@@ -134,49 +154,59 @@ pub struct NewQueued {
     pub env_id: Option<String>,
     /// RFC 3461 RET=FULL.
     pub ret_full: bool,
+    /// Never send a failure report (see [`QueuedMessage::no_reports`]).
+    pub no_reports: bool,
+}
+
+/// Records a new queue entry inside a write transaction; its body is already durable.
+pub(crate) fn stage_enqueue(
+    txn: &redb::WriteTransaction,
+    new: NewQueued,
+    blob: String,
+    size: u64,
+    now: SystemTime,
+) -> Result<QueuedMessage, Error> {
+    if new.recipients.is_empty() {
+        return Err(Error::Invalid("a queued message needs a recipient".into()));
+    }
+    let now = crate::from_ms(crate::to_ms(now));
+    let id = next_counter(txn, "next_queue_id", 1)?;
+    let message = QueuedMessage {
+        id,
+        sender: new.sender,
+        account: new.account,
+        recipients: new.recipients,
+        blob,
+        size,
+        created: now,
+        next_attempt: now,
+        attempts: 0,
+        require_tls: new.require_tls,
+        smtputf8: new.smtputf8,
+        env_id: new.env_id,
+        ret_full: new.ret_full,
+        no_reports: new.no_reports,
+    };
+    txn.open_table(QUEUE)?
+        .insert(id, encode("a queued message", &message)?.as_slice())?;
+    Ok(message)
 }
 
 impl Store {
-    /// Queues a message for remote delivery: the body is made durable, then the entry
+    /// Queues a message for delivery: the body is made durable, then the entry
     /// committed; when this returns the message survives a crash. Due at once.
     pub fn enqueue(&self, new: NewQueued, body: &[u8]) -> Result<QueuedMessage, Error> {
-        if new.recipients.is_empty() {
-            return Err(Error::Invalid("a queued message needs a recipient".into()));
-        }
-        let gate = self
-            .blob_gate
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let blob = self.blobs.write_unsynced(body)?;
-        self.blobs.sync_fan_outs(&[blob.as_str()])?;
-        let now = crate::now();
-        let result = self.write(|txn| {
-            let id = next_counter(txn, "next_queue_id", 1)?;
-            let message = QueuedMessage {
-                id,
-                sender: new.sender,
-                account: new.account,
-                recipients: new.recipients,
-                blob: blob.clone(),
-                size: u64::try_from(body.len()).unwrap_or(u64::MAX),
-                created: now,
-                next_attempt: now,
-                attempts: 0,
-                require_tls: new.require_tls,
-                smtputf8: new.smtputf8,
-                env_id: new.env_id,
-                ret_full: new.ret_full,
-            };
-            txn.open_table(QUEUE)?
-                .insert(id, encode("a queued message", &message)?.as_slice())?;
-            Ok(message)
-        });
-        drop(gate);
-        match &result {
-            Ok(_) => self.notify(Change::Queue),
-            Err(_) => self.blobs.remove_all(std::slice::from_ref(&blob)),
-        }
-        result
+        let mut batch = crate::Batch::new();
+        batch.enqueue(new, body);
+        let committed = self.commit(batch)?;
+        let id = committed
+            .queued
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::Db("the queue entry was not committed".into()))?;
+        self.queued_message(id)?
+            .ok_or_else(|| Error::NotFound(format!("queued message {id}")))
     }
 
     /// Makes a queued message due now (`postern queue retry`). [`Error::NotFound`] if it
