@@ -226,3 +226,132 @@ print("done")
         ),
     );
 }
+
+/// The users the next tests deliver to, with the test password.
+fn add_users(setup: &tests::harness::Setup, users: &[&str]) {
+    for user in users {
+        setup
+            .cli_ok(
+                &[
+                    "user",
+                    "add",
+                    &format!("{user}@example.test"),
+                    "--password-stdin",
+                ],
+                Some(&format!("{PW}\n")),
+            )
+            .unwrap();
+    }
+}
+
+/// How many messages `postern mail list` shows for a user's INBOX.
+fn inbox_count(setup: &tests::harness::Setup, user: &str) -> usize {
+    setup
+        .cli_ok(&["mail", "list", &format!("{user}@example.test")], None)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .count()
+}
+
+#[test]
+fn an_alias_with_a_remote_target_keeps_its_local_copies() {
+    let (setup, server) = setup();
+    add_users(&setup, &["bob"]);
+    setup
+        .cli_ok(
+            &[
+                "alias",
+                "add",
+                "team@example.test",
+                "alice@example.test",
+                "bob@remote.test",
+                "bob@example.test",
+            ],
+            None,
+        )
+        .unwrap();
+    drive(
+        &setup,
+        &server,
+        &format!(
+            "{SMTP_PRELUDE}{}",
+            r#"
+code, text = mx("From: ann@other.test\r\nTo: team@example.test\r\nSubject: to the team\r\n\r\nhello team\r\n", to=("team@example.test",))
+assert code == 250, (code, text)
+print("done")
+"#
+        ),
+    );
+    assert_eq!(inbox_count(&setup, "alice"), 1);
+    assert_eq!(inbox_count(&setup, "bob"), 1);
+    // The remote copy went to the queue (remote.test has no MX here: it fails there).
+    let log = server.log();
+    assert!(log.contains("to=bob@remote.test"), "{log}");
+}
+
+#[test]
+fn a_full_mailbox_never_makes_the_others_receive_a_message_twice() {
+    let (setup, server) = setup();
+    add_users(&setup, &["bob", "carol"]);
+    // 1 KiB: empty now (RCPT takes it), too small for the 5 KiB message (the commit
+    // does not).
+    setup
+        .cli_ok(&["user", "quota", "alice@example.test", "1024"], None)
+        .unwrap();
+    drive(
+        &setup,
+        &server,
+        &format!(
+            "{SMTP_PRELUDE}{}",
+            r#"
+raw = "From: ann@other.test\r\nTo: alice@example.test, bob@example.test, carol@example.test\r\nSubject: big\r\n\r\n" + ("x" * 76 + "\r\n") * 64
+codes = []
+# A client retries a temporary failure; five tries at most.
+for attempt in range(5):
+    code, text = mx(raw, to=("alice@example.test", "bob@example.test", "carol@example.test"))
+    codes.append(code)
+    if code == 250:
+        break
+    assert 400 <= code < 500, (code, text)
+print("done", codes)
+"#
+        ),
+    );
+    assert_eq!(inbox_count(&setup, "bob"), 1);
+    assert_eq!(inbox_count(&setup, "carol"), 1);
+    assert_eq!(inbox_count(&setup, "alice"), 0);
+    // Alice's copy waits in the queue; once she has room it is delivered, once.
+    let queue = setup.cli_ok(&["queue", "list"], None).unwrap();
+    assert!(queue.contains("<alice@example.test>"), "{queue}");
+    assert!(queue.contains("full"), "{queue}");
+    let id = queue
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|w| w.parse::<u64>().ok())
+        })
+        .unwrap();
+    setup
+        .cli_ok(&["user", "quota", "alice@example.test", "0"], None)
+        .unwrap();
+    setup
+        .cli_ok(&["queue", "retry", &id.to_string()], None)
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while inbox_count(&setup, "alice") == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(inbox_count(&setup, "alice"), 1);
+    assert_eq!(inbox_count(&setup, "bob"), 1);
+    let queue = setup.cli_ok(&["queue", "list"], None).unwrap();
+    assert!(!queue.contains("alice@example.test"), "{queue}");
+}

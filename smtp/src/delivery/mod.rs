@@ -13,22 +13,32 @@ use store::{AccountId, Role, Store};
 mod notice;
 pub mod sieve;
 
-pub use self::sieve::{Incoming, Recipient, deliver};
+pub use self::sieve::{Incoming, Planned, Planner, Recipient};
 
 /// Where a recipient address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// Local accounts (id and address), de-duplicated.
-    Local(Vec<(AccountId, String)>),
+    /// The local accounts (id and address, de-duplicated) and the remote addresses it
+    /// reaches: one account, or an alias's whole expansion.
+    Targets {
+        /// Local accounts.
+        local: Vec<(AccountId, String)>,
+        /// Remote addresses an alias forwards to.
+        remote: Vec<String>,
+    },
     /// The domain is not ours.
     NotLocal,
-    /// Our domain, but no account, alias or catch-all takes it.
+    /// Our domain, but no account, alias or catch-all takes it (or an alias that
+    /// reaches nobody).
     UnknownUser,
-    /// A local account is at or over its quota.
+    /// The account the address names is at or over its quota.
     OverQuota(String),
-    /// An alias forwards to a remote address, which needs the outbound queue.
-    Forwarding(String),
 }
+
+/// How far aliases of aliases are followed.
+const MAX_ALIAS_DEPTH: usize = 8;
+/// The most addresses one recipient may expand to.
+const MAX_EXPANSION: usize = 1000;
 
 /// Errors of delivery.
 #[derive(Debug, thiserror::Error)]
@@ -44,19 +54,25 @@ pub enum Error {
     Signing(String),
 }
 
-/// Resolves `address` (already syntax-checked) to local accounts.
-///
-/// Order: an account, then an alias of that exact address, then the same two without
-/// a `+tag` (subaddressing, RFC 5233), then the domain's catch-all `@domain`.
-pub fn resolve(store: &Store, address: &str) -> Result<Resolution, Error> {
+/// What one address is, one level deep.
+enum Lookup {
+    Account(store::Account),
+    Alias(Vec<String>),
+    NotLocal,
+    Unknown,
+}
+
+/// Looks one address up: an account, then an alias of that exact address, then the
+/// same two without a `+tag` (subaddressing, RFC 5233), then the domain's catch-all.
+fn lookup(store: &Store, address: &str) -> Result<Lookup, Error> {
     let Ok(address) = store::normalize_address(address) else {
-        return Ok(Resolution::UnknownUser);
+        return Ok(Lookup::Unknown);
     };
     let Some((local, domain)) = address.rsplit_once('@') else {
-        return Ok(Resolution::UnknownUser);
+        return Ok(Lookup::Unknown);
     };
     if store.domain(domain)?.is_none() {
-        return Ok(Resolution::NotLocal);
+        return Ok(Lookup::NotLocal);
     }
     let mut candidates = vec![address.clone()];
     if let Some((base, _tag)) = local.split_once('+')
@@ -69,59 +85,78 @@ pub fn resolve(store: &Store, address: &str) -> Result<Resolution, Error> {
         if !candidate.starts_with('@')
             && let Some(account) = store.account(candidate)?
         {
+            return Ok(Lookup::Account(account));
+        }
+        if let Some(alias) = store.alias(candidate)? {
+            return Ok(Lookup::Alias(alias.targets));
+        }
+    }
+    Ok(Lookup::Unknown)
+}
+
+/// Resolves `address` (already syntax-checked) to the accounts and remote addresses
+/// it reaches. An alias is expanded to its full set of targets, local and remote,
+/// following aliases of aliases up to [`MAX_ALIAS_DEPTH`] levels; an address met twice
+/// (a loop) is taken once.
+pub fn resolve(store: &Store, address: &str) -> Result<Resolution, Error> {
+    let targets = match lookup(store, address)? {
+        Lookup::NotLocal => return Ok(Resolution::NotLocal),
+        Lookup::Unknown => return Ok(Resolution::UnknownUser),
+        Lookup::Account(account) => {
             if account.quota_bytes > 0 && account.used_bytes >= account.quota_bytes {
                 return Ok(Resolution::OverQuota(account.email));
             }
-            return Ok(Resolution::Local(vec![(account.id, account.email)]));
+            return Ok(Resolution::Targets {
+                local: vec![(account.id, account.email)],
+                remote: Vec::new(),
+            });
         }
-        if let Some(alias) = store.alias(candidate)? {
-            return expand(store, &alias.targets);
-        }
-    }
-    Ok(Resolution::UnknownUser)
-}
-
-/// Expands alias targets one level deep into accounts (an alias of aliases works one
-/// level further; deeper chains and loops are cut off).
-fn expand(store: &Store, targets: &[String]) -> Result<Resolution, Error> {
-    let mut accounts = Vec::new();
-    let mut pending: Vec<(String, u8)> = targets.iter().map(|t| (t.clone(), 0)).collect();
-    while let Some((target, depth)) = pending.pop() {
-        if let Some(account) = store.account(&target)? {
-            if !accounts.iter().any(|(id, _)| *id == account.id) {
-                accounts.push((account.id, account.email));
+        Lookup::Alias(targets) => targets,
+    };
+    let mut local: Vec<(AccountId, String)> = Vec::new();
+    let mut remote: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = vec![address.to_ascii_lowercase()];
+    let mut level: Vec<String> = targets;
+    for _ in 0..MAX_ALIAS_DEPTH {
+        let mut next = Vec::new();
+        for target in level {
+            let key = target.to_ascii_lowercase();
+            if seen.contains(&key) {
+                continue;
             }
-            continue;
-        }
-        match target.rsplit_once('@') {
-            Some((_, domain)) if store.domain(domain)?.is_some() => {
-                if let Some(alias) = store.alias(&target)?
-                    && depth < 2
-                {
-                    pending.extend(alias.targets.iter().map(|t| (t.clone(), depth + 1)));
-                } else {
-                    tracing::warn!(%target, "alias target is neither an account nor an alias: skipped");
+            if seen.len() >= MAX_EXPANSION {
+                tracing::warn!(%address, "alias expansion cut at {MAX_EXPANSION} addresses");
+                break;
+            }
+            seen.push(key);
+            match lookup(store, &target)? {
+                Lookup::Account(account) => {
+                    if !local.iter().any(|(id, _)| *id == account.id) {
+                        local.push((account.id, account.email));
+                    }
+                }
+                Lookup::Alias(targets) => next.extend(targets),
+                Lookup::NotLocal => {
+                    if let Ok(normalized) = store::normalize_address(&target)
+                        && !remote.contains(&normalized)
+                    {
+                        remote.push(normalized);
+                    }
+                }
+                Lookup::Unknown => {
+                    tracing::warn!(%address, %target, "alias target is neither an account nor an alias: skipped");
                 }
             }
-            _ => return Ok(Resolution::Forwarding(target)),
         }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
     }
-    if accounts.is_empty() {
+    if local.is_empty() && remote.is_empty() {
         return Ok(Resolution::UnknownUser);
     }
-    check_quota(accounts, store)
-}
-
-fn check_quota(accounts: Vec<(AccountId, String)>, store: &Store) -> Result<Resolution, Error> {
-    for (id, email) in &accounts {
-        if let Some(a) = store.account_by_id(*id)?
-            && a.quota_bytes > 0
-            && a.used_bytes >= a.quota_bytes
-        {
-            return Ok(Resolution::OverQuota(email.clone()));
-        }
-    }
-    Ok(Resolution::Local(accounts))
+    Ok(Resolution::Targets { local, remote })
 }
 
 /// The mailbox role a message kept without a Sieve decision goes to: Junk for spam
@@ -130,20 +165,34 @@ pub fn target_role(spam: bool) -> Role {
     if spam { Role::Junk } else { Role::Inbox }
 }
 
-/// Stores `message` in each account's INBOX (or Junk) with no Sieve script run: for
-/// reports Postern itself writes. Every body and index commit is fsynced before this
-/// returns.
+/// Adds `message` to each account's INBOX (or Junk) with no Sieve script run: for
+/// reports Postern itself writes. Nothing is stored before the batch commits.
+pub fn plan_plain<'m>(
+    store: &Store,
+    batch: &mut store::Batch<'m>,
+    accounts: &[AccountId],
+    message: &store::Body<'m>,
+    spam: bool,
+) -> Result<(), Error> {
+    let now = SystemTime::now();
+    for account in accounts {
+        let mailbox = role_mailbox(store, *account, target_role(spam))?;
+        batch.append(mailbox.id, message.clone(), &[], now);
+    }
+    Ok(())
+}
+
+/// Stores `message` in each account's INBOX (or Junk) at once, in one commit, with no
+/// Sieve script run: for reports Postern itself writes.
 pub fn deliver_plain(
     store: &Store,
     accounts: &[AccountId],
     message: &[u8],
     spam: bool,
 ) -> Result<(), Error> {
-    let now = SystemTime::now();
-    for account in accounts {
-        let mailbox = role_mailbox(store, *account, target_role(spam))?;
-        store.append(mailbox.id, message, &[], now)?;
-    }
+    let mut batch = store::Batch::new();
+    plan_plain(store, &mut batch, accounts, &message.into(), spam)?;
+    store.commit(batch)?;
     Ok(())
 }
 

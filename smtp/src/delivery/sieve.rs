@@ -1,11 +1,16 @@
 //! Delivery through each account's active Sieve script: the `sieve` crate runs the
-//! script and returns actions; this module applies them durably.
+//! script and returns actions; this module plans what they do as one
+//! [`store::Batch`], which the caller commits with everything else the message makes.
+//! Nothing is stored before that commit, and all of it is stored by it, so a
+//! message is never delivered twice to anyone.
 //!
 //! - **keep** stores the message in INBOX, or in Junk when it is spam (the scanner's
 //!   verdict or a DMARC quarantine); **fileinto** in the named mailbox (its special use
-//!   first, created with `:create`, else INBOX); each mailbox gets the message once.
-//! - **redirect** to a local address delivers at once through that account's script; to
-//!   a remote address it goes through the outbound queue. The envelope sender is kept
+//!   first, created with `:create`, else INBOX); each mailbox gets the message once. A
+//!   copy for an account that is over quota at the commit goes to the queue as a local
+//!   delivery, retried and finally reported to the sender.
+//! - **redirect** to a local address is planned at once through that account's script;
+//!   to a remote address it goes through the outbound queue. The envelope sender is kept
 //!   when it is null or in one of our domains (our SPF covers us); any other sender is
 //!   rewritten to the account's address, since our server is not in that sender's SPF
 //!   record. Each redirected copy carries `Delivered-To: <account>`: a copy that comes
@@ -14,14 +19,15 @@
 //! - **reject** refuses the message in the SMTP reply when every recipient's script
 //!   rejects it; otherwise a rejection notice goes to the sender ([`super::notice`]).
 //! - **vacation** replies go from the null sender, DKIM-signed, and only with a From
-//!   the account may use.
-//! - A script that fails, or a store failure while applying it, never loses the
-//!   message: it is kept in INBOX and the error logged.
+//!   the account may use; the reply and the record that it was sent commit together,
+//!   so concurrent messages from one sender get one reply.
+//! - A script that fails never loses the message: it is kept in INBOX and the error
+//!   logged.
 
 use std::time::{Duration, SystemTime};
 
 use sieve::run::{Action, Delivery, Host, Outcome, Spam};
-use store::{AccountId, Role, Store};
+use store::{AccountId, Batch, Body, Role, Store};
 
 use super::{Error, Resolution, resolve, role_mailbox, target_role};
 
@@ -56,54 +62,482 @@ pub struct Incoming<'a> {
     pub junk: bool,
     /// This server's name (rejection notices).
     pub hostname: &'a str,
+    /// RFC 3461 ENVID and RET=FULL, for the report on a deferred local copy.
+    pub env_id: Option<&'a str>,
+    /// RFC 3461 RET=FULL.
+    pub ret_full: bool,
 }
 
-/// What became of a delivery.
+/// A message on its way through the plan: the delivered one, or a redirected copy.
+#[derive(Debug, Clone)]
+struct Msg<'m> {
+    body: Body<'m>,
+    envelope_from: String,
+    spam: Spam,
+    junk: bool,
+}
+
+/// What the plan says of the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivered {
-    /// Stored (and anything the scripts sent queued); `queued` when the outbound
-    /// queue has new work.
-    Stored {
-        /// The outbound queue has new messages.
-        queued: bool,
-    },
-    /// Every recipient's script rejected the message: refuse it with this reason.
+pub enum Planned {
+    /// Its copies and what the scripts send are in the batch.
+    Deliver,
+    /// Every recipient's script rejected the message: refuse it with this reason (the
+    /// batch holds nothing of it).
     Refused(String),
 }
 
-/// Delivers `incoming` to each recipient through its account's script. With
-/// `may_refuse`, a message every script rejects is not stored and the reason comes
-/// back for the SMTP reply (RFC 5429 §2.1: refusing in the dialogue is preferred).
-pub fn deliver(
-    store: &Store,
-    engine: &sieve::Engine,
-    recipients: &[Recipient],
-    incoming: &Incoming<'_>,
-    may_refuse: bool,
-) -> Result<Delivered, Error> {
-    let mut plans = Vec::with_capacity(recipients.len());
-    for recipient in recipients {
-        let account = Account {
-            id: recipient.account,
-            email: recipient.email.clone(),
-        };
-        let outcome = evaluate(store, engine, &account, &recipient.address, incoming);
-        plans.push((account, outcome));
-    }
-    if may_refuse && !plans.is_empty() {
-        let reasons: Vec<&str> = plans
-            .iter()
-            .filter_map(|(_, o)| o.as_ref().and_then(reject_reason))
-            .collect();
-        if reasons.len() == plans.len() {
-            return Ok(Delivered::Refused(reasons[0].to_string()));
+/// Plans the delivery of one message into a [`Batch`].
+pub struct Planner<'s, 'm> {
+    store: &'s Store,
+    engine: &'s sieve::Engine,
+    hostname: &'s str,
+    env_id: Option<String>,
+    ret_full: bool,
+    now: SystemTime,
+    /// What the message makes, committed by the caller.
+    pub batch: Batch<'m>,
+}
+
+impl<'s, 'm> Planner<'s, 'm> {
+    /// A planner writing into an empty batch.
+    pub fn new(store: &'s Store, engine: &'s sieve::Engine, hostname: &'s str) -> Self {
+        Planner {
+            store,
+            engine,
+            hostname,
+            env_id: None,
+            ret_full: false,
+            now: SystemTime::now(),
+            batch: Batch::new(),
         }
     }
-    let mut queued = false;
-    for (account, outcome) in plans {
-        queued |= apply(store, engine, &account, incoming, outcome, 0)?;
+
+    /// Plans `incoming` for each recipient through its account's script. With
+    /// `may_refuse`, a message every script rejects is not planned and the reason
+    /// comes back for the SMTP reply (RFC 5429 §2.1: refusing in the dialogue is
+    /// preferred).
+    pub fn deliver(
+        &mut self,
+        recipients: &[Recipient],
+        incoming: &Incoming<'m>,
+        may_refuse: bool,
+    ) -> Result<Planned, Error> {
+        self.env_id = incoming.env_id.map(str::to_string);
+        self.ret_full = incoming.ret_full;
+        let msg = Msg {
+            body: Body::Borrowed(incoming.message),
+            envelope_from: incoming.envelope_from.to_string(),
+            spam: incoming.spam,
+            junk: incoming.junk,
+        };
+        let mut plans = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let account = Account {
+                id: recipient.account,
+                email: recipient.email.clone(),
+            };
+            let outcome = self.evaluate(&account, &recipient.address, &msg);
+            plans.push((account, recipient.address.clone(), outcome));
+        }
+        if may_refuse && !plans.is_empty() {
+            let reasons: Vec<&str> = plans
+                .iter()
+                .filter_map(|(_, _, o)| o.as_ref().and_then(reject_reason))
+                .collect();
+            if reasons.len() == plans.len() {
+                return Ok(Planned::Refused(reasons[0].to_string()));
+            }
+        }
+        for (account, address, outcome) in plans {
+            self.apply(&account, &address, &msg, outcome, 0)?;
+        }
+        Ok(Planned::Deliver)
     }
-    Ok(Delivered::Stored { queued })
+
+    /// Runs the account's active script; None when it has none. A script that no longer
+    /// compiles (limits lowered since) keeps the message, logged.
+    fn evaluate(&self, account: &Account, envelope_to: &str, msg: &Msg<'_>) -> Option<Outcome> {
+        let store = self.store;
+        let (name, text) = match store.active_sieve_script(account.id) {
+            Ok(Some(found)) => found,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(account = %account.email, error = %e, "cannot read the Sieve script: keeping the message");
+                return None;
+            }
+        };
+        let script = match self.engine.compile(&text) {
+            Ok(script) => script,
+            Err(e) => {
+                tracing::warn!(account = %account.email, script = %name, error = %e, "the active Sieve script does not compile: keeping the message");
+                return None;
+            }
+        };
+        let host = StoreHost {
+            store,
+            account: account.id,
+            now: self.now,
+        };
+        let delivery = Delivery {
+            message: &msg.body,
+            envelope_from: &msg.envelope_from,
+            envelope_to,
+            user_address: &account.email,
+            spam: msg.spam,
+        };
+        let outcome = self.engine.run(&name, script, &delivery, &host);
+        if let Some(error) = &outcome.error {
+            tracing::warn!(account = %account.email, script = %name, %error, "Sieve script failed: the message is kept in INBOX");
+            let event = store::AuditEvent {
+                actor: account.email.clone(),
+                action: "sieve-error".into(),
+                ip: None,
+                detail: format!("script {name:?}: {error}; the message was kept in INBOX"),
+            };
+            if let Err(e) = store.log_event(&event) {
+                tracing::error!(error = %e, "could not write a Sieve error to the activity log");
+            }
+        }
+        Some(outcome)
+    }
+
+    /// Plans a script's outcome for one account (None: no script, implicit keep).
+    /// `hops` counts local redirects so far.
+    fn apply(
+        &mut self,
+        account: &Account,
+        envelope_to: &str,
+        msg: &Msg<'m>,
+        outcome: Option<Outcome>,
+        hops: usize,
+    ) -> Result<(), Error> {
+        let store = self.store;
+        let keep = || Outcome {
+            actions: vec![Action::Keep {
+                flags: Vec::new(),
+                message: 0,
+            }],
+            ..Outcome::default()
+        };
+        let mut outcome = outcome.unwrap_or_else(keep);
+        let looping = is_loop(
+            &msg.body,
+            &account.email,
+            self.engine.config().max_redirect_hops,
+        );
+        if looping
+            && outcome
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Redirect { .. }))
+        {
+            tracing::warn!(account = %account.email, "redirect loop: the message is kept instead of redirected");
+            outcome
+                .actions
+                .retain(|a| !matches!(a, Action::Redirect { .. }));
+            if !outcome
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Keep { .. } | Action::FileInto { .. }))
+            {
+                outcome.actions.push(Action::Keep {
+                    flags: Vec::new(),
+                    message: 0,
+                });
+            }
+        }
+
+        // The copies the account keeps.
+        let mut copies: Vec<Copy> = Vec::new();
+        for action in &outcome.actions {
+            let (mailbox, flags, message) = match action {
+                Action::Keep { flags, message } => (
+                    role_mailbox(store, account.id, target_role(msg.junk))?,
+                    flags,
+                    *message,
+                ),
+                Action::FileInto {
+                    mailbox,
+                    special_use,
+                    create,
+                    flags,
+                    message,
+                } => (
+                    fileinto_target(store, account, mailbox, special_use.as_deref(), *create)?,
+                    flags,
+                    *message,
+                ),
+                _ => continue,
+            };
+            // RFC 5228 §2.10.3: the same message in the same mailbox is stored once.
+            if let Some(existing) = copies
+                .iter_mut()
+                .find(|c| c.mailbox.id == mailbox.id && c.message == message)
+            {
+                for flag in flags {
+                    if !existing.flags.contains(flag) {
+                        existing.flags.push(flag.clone());
+                    }
+                }
+                continue;
+            }
+            copies.push(Copy {
+                mailbox,
+                flags: flags.clone(),
+                message,
+            });
+        }
+        for copy in &copies {
+            let body = body_of(&outcome, copy.message, &msg.body);
+            let flags = store::normalize_flags(&copy.flags).unwrap_or_else(|e| {
+                tracing::warn!(account = %account.email, error = %e, "Sieve flags dropped");
+                Vec::new()
+            });
+            let defer = store::NewQueued {
+                sender: msg.envelope_from.clone(),
+                recipients: vec![store::QueuedRecipient {
+                    local: Some(store::LocalTarget {
+                        account: account.id,
+                        mailbox: copy.mailbox.id,
+                        flags: flags.clone(),
+                    }),
+                    ..store::QueuedRecipient::new(envelope_to)
+                }],
+                smtputf8: !body.is_ascii(),
+                env_id: self.env_id.clone(),
+                ret_full: self.ret_full,
+                ..store::NewQueued::default()
+            };
+            self.batch
+                .append_or_defer(copy.mailbox.id, body, &flags, self.now, defer);
+        }
+
+        // Then what goes out: redirects, replies, rejection notices.
+        let mut last_remembered: Option<(String, u64)> = None;
+        for action in &outcome.actions {
+            match action {
+                Action::Redirect { address, message } => {
+                    let body = body_of(&outcome, *message, &msg.body);
+                    self.redirect(account, msg, address, body, hops)?;
+                }
+                Action::Reply { to, message } => {
+                    let body = body_of(&outcome, *message, &msg.body);
+                    let key = last_remembered.take();
+                    self.reply(account, msg, to, body, key, hops)?;
+                }
+                Action::Reject { reason, .. } => self.reject(account, msg, reason)?,
+                Action::Remember { id, seconds } => {
+                    // The id a vacation reply follows is remembered with the reply;
+                    // any other (duplicate, RFC 7352) on its own.
+                    if let Some((id, seconds)) = last_remembered.replace((id.clone(), *seconds)) {
+                        self.remember(account, id, seconds);
+                    }
+                }
+                Action::Keep { .. } | Action::FileInto { .. } => {}
+            }
+        }
+        if let Some((id, seconds)) = last_remembered {
+            self.remember(account, id, seconds);
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, account: &Account, id: String, seconds: u64) {
+        self.batch.remember(store::Once {
+            account: account.id,
+            id,
+            until: self.now + Duration::from_secs(seconds),
+        });
+    }
+
+    /// Sends a redirected copy on: locally through the target's own script, or through
+    /// the queue. A target that takes no mail leaves the message with the account.
+    fn redirect(
+        &mut self,
+        account: &Account,
+        msg: &Msg<'m>,
+        address: &str,
+        body: Body<'m>,
+        hops: usize,
+    ) -> Result<(), Error> {
+        let copy: Body<'m> = Body::Owned(
+            [
+                format!("Delivered-To: {}\r\n", account.email).into_bytes(),
+                body.to_vec(),
+            ]
+            .concat(),
+        );
+        let sender = redirect_sender(self.store, &msg.envelope_from, account)?;
+        let next = Msg {
+            body: copy,
+            envelope_from: sender,
+            spam: msg.spam,
+            junk: msg.junk,
+        };
+        if self.send(&next, address, hops)? {
+            tracing::info!(account = %account.email, to = %address, "Sieve redirect");
+        } else {
+            tracing::warn!(account = %account.email, to = %address, "Sieve redirect to an address that takes no mail: kept in INBOX");
+            let inbox = role_mailbox(self.store, account.id, Role::Inbox)?;
+            self.batch.append(inbox.id, body, &[], self.now);
+        }
+        Ok(())
+    }
+
+    /// A vacation reply (RFC 5230 §5): only with a From: the account may use, signed,
+    /// from the null sender (§5.1 asks that replies not be answered automatically).
+    /// `key` is the id the script remembers for it: the reply goes only if no other
+    /// message sent it first, decided at the commit.
+    fn reply(
+        &mut self,
+        account: &Account,
+        msg: &Msg<'m>,
+        to: &str,
+        body: Body<'m>,
+        key: Option<(String, u64)>,
+        hops: usize,
+    ) -> Result<(), Error> {
+        let store = self.store;
+        let Some(full) = store.account_by_id(account.id)? else {
+            return Ok(());
+        };
+        for mailbox in message::author(&body).from {
+            if !crate::identity::may_send_as(store, &full, &mailbox.address)? {
+                tracing::warn!(account = %account.email, from = %mailbox.address, "vacation reply with a From: the account may not use: not sent");
+                return Ok(());
+            }
+        }
+        let signatures = match crate::identity::dkim_signatures(store, &body) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(account = %account.email, error = %e, "vacation reply not signed: not sent");
+                return Ok(());
+            }
+        };
+        let signed = Msg {
+            body: Body::Owned([signatures.into_bytes(), body.to_vec()].concat()),
+            envelope_from: String::new(),
+            spam: msg.spam,
+            junk: false,
+        };
+        if let Some((id, seconds)) = key {
+            self.batch.begin_once(store::Once {
+                account: account.id,
+                id,
+                until: self.now + Duration::from_secs(seconds),
+            });
+        }
+        let sent = self.send(&signed, to, hops);
+        self.batch.end_once();
+        if sent? {
+            tracing::info!(account = %account.email, %to, "vacation reply");
+        } else {
+            tracing::info!(account = %account.email, %to, "vacation reply to an address that takes no mail: not sent");
+        }
+        Ok(())
+    }
+
+    /// A `reject` that could not be refused in the dialogue: a notice to the sender.
+    fn reject(&mut self, account: &Account, msg: &Msg<'m>, reason: &str) -> Result<(), Error> {
+        tracing::info!(account = %account.email, from = %msg.envelope_from, "Sieve reject");
+        let Some(notice) = super::notice::rejection(
+            self.hostname,
+            &msg.envelope_from,
+            &account.email,
+            reason,
+            &msg.body,
+        ) else {
+            return Ok(());
+        };
+        let signatures = crate::identity::report_signatures(self.store, &notice)
+            .map_err(|e| Error::Signing(e.to_string()))?;
+        let notice: Body<'m> = Body::Owned([signatures.into_bytes(), notice].concat());
+        match resolve(self.store, &msg.envelope_from)? {
+            Resolution::Targets { local, remote } => {
+                let ids: Vec<_> = local.into_iter().map(|(id, _)| id).collect();
+                super::plan_plain(self.store, &mut self.batch, &ids, &notice, false)?;
+                if !remote.is_empty() {
+                    self.batch.enqueue(
+                        store::NewQueued {
+                            sender: String::new(),
+                            recipients: remote
+                                .iter()
+                                .map(|r| store::QueuedRecipient::new(r))
+                                .collect(),
+                            ..store::NewQueued::default()
+                        },
+                        notice,
+                    );
+                }
+            }
+            Resolution::NotLocal => {
+                self.batch.enqueue(
+                    store::NewQueued {
+                        sender: String::new(),
+                        recipients: vec![store::QueuedRecipient::new(&msg.envelope_from)],
+                        ..store::NewQueued::default()
+                    },
+                    notice,
+                );
+            }
+            other => {
+                tracing::info!(to = %msg.envelope_from, ?other, "the rejection notice has nowhere to go");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` to `address`: local accounts get it through their scripts, a
+    /// remote address through the queue. False when the address takes no mail.
+    fn send(&mut self, msg: &Msg<'m>, address: &str, hops: usize) -> Result<bool, Error> {
+        match resolve(self.store, address)? {
+            Resolution::Targets { local, remote } => {
+                for (id, email) in local {
+                    let target = Account { id, email };
+                    let outcome = if hops < self.engine.config().max_redirect_hops {
+                        self.evaluate(&target, address, msg)
+                    } else {
+                        None
+                    };
+                    self.apply(&target, address, msg, outcome, hops + 1)?;
+                }
+                if !remote.is_empty() {
+                    self.enqueue_to(msg, remote);
+                }
+                Ok(true)
+            }
+            Resolution::NotLocal => {
+                self.enqueue_to(msg, vec![address.to_string()]);
+                Ok(true)
+            }
+            Resolution::UnknownUser | Resolution::OverQuota(_) => Ok(false),
+        }
+    }
+
+    fn enqueue_to(&mut self, msg: &Msg<'m>, recipients: Vec<String>) {
+        let smtputf8 = !msg.body.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        self.batch.enqueue(
+            store::NewQueued {
+                sender: msg.envelope_from.clone(),
+                recipients: recipients
+                    .iter()
+                    .map(|r| store::QueuedRecipient::new(r))
+                    .collect(),
+                smtputf8,
+                ..store::NewQueued::default()
+            },
+            msg.body.clone(),
+        );
+    }
+}
+
+/// The body of message `index` of an outcome (0: the delivered one).
+fn body_of<'m>(outcome: &Outcome, index: usize, original: &Body<'m>) -> Body<'m> {
+    match outcome.messages.get(index) {
+        Some(made) if index > 0 => Body::Owned(made.clone()),
+        _ => original.clone(),
+    }
 }
 
 /// The reason of the script's `reject`, if it took one.
@@ -112,58 +546,6 @@ fn reject_reason(outcome: &Outcome) -> Option<&str> {
         Action::Reject { reason, .. } => Some(reason.as_str()),
         _ => None,
     })
-}
-
-/// Runs the account's active script; None when it has none. A script that no longer
-/// compiles (limits lowered since) keeps the message, logged.
-fn evaluate(
-    store: &Store,
-    engine: &sieve::Engine,
-    account: &Account,
-    envelope_to: &str,
-    incoming: &Incoming<'_>,
-) -> Option<Outcome> {
-    let (name, text) = match store.active_sieve_script(account.id) {
-        Ok(Some(found)) => found,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::error!(account = %account.email, error = %e, "cannot read the Sieve script: keeping the message");
-            return None;
-        }
-    };
-    let script = match engine.compile(&text) {
-        Ok(script) => script,
-        Err(e) => {
-            tracing::warn!(account = %account.email, script = %name, error = %e, "the active Sieve script does not compile: keeping the message");
-            return None;
-        }
-    };
-    let host = StoreHost {
-        store,
-        account: account.id,
-        now: SystemTime::now(),
-    };
-    let delivery = Delivery {
-        message: incoming.message,
-        envelope_from: incoming.envelope_from,
-        envelope_to,
-        user_address: &account.email,
-        spam: incoming.spam,
-    };
-    let outcome = engine.run(&name, script, &delivery, &host);
-    if let Some(error) = &outcome.error {
-        tracing::warn!(account = %account.email, script = %name, %error, "Sieve script failed: the message is kept in INBOX");
-        let event = store::AuditEvent {
-            actor: account.email.clone(),
-            action: "sieve-error".into(),
-            ip: None,
-            detail: format!("script {name:?}: {error}; the message was kept in INBOX"),
-        };
-        if let Err(e) = store.log_event(&event) {
-            tracing::error!(error = %e, "could not write a Sieve error to the activity log");
-        }
-    }
-    Some(outcome)
 }
 
 /// The account's data as the script may see it.
@@ -219,146 +601,6 @@ struct Copy {
     mailbox: store::Mailbox,
     flags: Vec<String>,
     message: usize,
-}
-
-/// Applies a script's outcome for one account (None: no script, implicit keep).
-/// `hops` counts local redirects so far. Returns whether the queue has new work.
-fn apply(
-    store: &Store,
-    engine: &sieve::Engine,
-    account: &Account,
-    incoming: &Incoming<'_>,
-    outcome: Option<Outcome>,
-    hops: usize,
-) -> Result<bool, Error> {
-    let keep = || Outcome {
-        actions: vec![Action::Keep {
-            flags: Vec::new(),
-            message: 0,
-        }],
-        ..Outcome::default()
-    };
-    let mut outcome = outcome.unwrap_or_else(keep);
-    let looping = is_loop(
-        incoming.message,
-        &account.email,
-        engine.config().max_redirect_hops,
-    );
-    if looping
-        && outcome
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Redirect { .. }))
-    {
-        tracing::warn!(account = %account.email, "redirect loop: the message is kept instead of redirected");
-        outcome
-            .actions
-            .retain(|a| !matches!(a, Action::Redirect { .. }));
-        if !outcome
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Keep { .. } | Action::FileInto { .. }))
-        {
-            outcome.actions.push(Action::Keep {
-                flags: Vec::new(),
-                message: 0,
-            });
-        }
-    }
-
-    // Stores first: the copies the account keeps.
-    let mut copies: Vec<Copy> = Vec::new();
-    for action in &outcome.actions {
-        let (mailbox, flags, message) = match action {
-            Action::Keep { flags, message } => (
-                role_mailbox(store, account.id, target_role(incoming.junk))?,
-                flags,
-                *message,
-            ),
-            Action::FileInto {
-                mailbox,
-                special_use,
-                create,
-                flags,
-                message,
-            } => (
-                fileinto_target(store, account, mailbox, special_use.as_deref(), *create)?,
-                flags,
-                *message,
-            ),
-            _ => continue,
-        };
-        // RFC 5228 §2.10.3: the same message in the same mailbox is stored once.
-        if let Some(existing) = copies
-            .iter_mut()
-            .find(|c| c.mailbox.id == mailbox.id && c.message == message)
-        {
-            for flag in flags {
-                if !existing.flags.contains(flag) {
-                    existing.flags.push(flag.clone());
-                }
-            }
-            continue;
-        }
-        copies.push(Copy {
-            mailbox,
-            flags: flags.clone(),
-            message,
-        });
-    }
-    let now = SystemTime::now();
-    for copy in &copies {
-        let body = outcome.message(copy.message, incoming.message);
-        let flags = store::normalize_flags(&copy.flags).unwrap_or_else(|e| {
-            tracing::warn!(account = %account.email, error = %e, "Sieve flags dropped");
-            Vec::new()
-        });
-        store.append(copy.mailbox.id, body, &flags, now)?;
-    }
-
-    // Then what goes out: redirects, replies, rejection notices.
-    let mut queued = false;
-    let mut remember = Vec::new();
-    for action in &outcome.actions {
-        // What fails to go out is logged; the message itself is already safe (and a
-        // redirect that fails is kept instead).
-        match action {
-            Action::Redirect { address, message } => {
-                let body = outcome.message(*message, incoming.message);
-                match redirect(store, engine, account, incoming, address, body, hops) {
-                    Ok(q) => queued |= q,
-                    Err(e) => {
-                        tracing::error!(account = %account.email, to = %address, error = %e, "Sieve redirect failed: kept in INBOX");
-                        let inbox = role_mailbox(store, account.id, Role::Inbox)?;
-                        store.append(inbox.id, body, &[], now)?;
-                    }
-                }
-            }
-            Action::Reply { to, message } => {
-                let body = outcome.message(*message, incoming.message);
-                match reply(store, engine, account, incoming, to, body, hops) {
-                    Ok(q) => queued |= q,
-                    Err(e) => {
-                        tracing::error!(account = %account.email, %to, error = %e, "vacation reply failed")
-                    }
-                }
-            }
-            Action::Reject { reason, .. } => match reject(store, account, incoming, reason) {
-                Ok(q) => queued |= q,
-                Err(e) => {
-                    tracing::error!(account = %account.email, error = %e, "rejection notice failed")
-                }
-            },
-            Action::Remember { id, seconds } => {
-                remember.push((id.clone(), now + Duration::from_secs(*seconds)));
-            }
-            Action::Keep { .. } | Action::FileInto { .. } => {}
-        }
-    }
-    if let Err(e) = store.remember_sieve_ids(account.id, &remember, now) {
-        tracing::error!(account = %account.email, error = %e, "cannot record Sieve vacation/duplicate ids");
-    }
-    Ok(queued)
 }
 
 /// The mailbox `fileinto` names: the special use first (RFC 8579), then the name,
@@ -422,38 +664,6 @@ fn delivered_to(message: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Sends a redirected copy on: locally through the target's own script, or through
-/// the queue. A target that cannot take it keeps the message with the account.
-fn redirect(
-    store: &Store,
-    engine: &sieve::Engine,
-    account: &Account,
-    incoming: &Incoming<'_>,
-    address: &str,
-    body: &[u8],
-    hops: usize,
-) -> Result<bool, Error> {
-    let copy = [
-        format!("Delivered-To: {}\r\n", account.email).into_bytes(),
-        body.to_vec(),
-    ]
-    .concat();
-    let sender = redirect_sender(store, incoming.envelope_from, account)?;
-    let sent = send(store, engine, incoming, &sender, address, &copy, hops)?;
-    match sent {
-        Some(queued) => {
-            tracing::info!(account = %account.email, to = %address, "Sieve redirect");
-            Ok(queued)
-        }
-        None => {
-            tracing::warn!(account = %account.email, to = %address, "Sieve redirect to an address that takes no mail: kept in INBOX");
-            let inbox = role_mailbox(store, account.id, Role::Inbox)?;
-            store.append(inbox.id, body, &[], SystemTime::now())?;
-            Ok(false)
-        }
-    }
-}
-
 /// The envelope sender of a redirected copy (see the module docs).
 fn redirect_sender(store: &Store, from: &str, account: &Account) -> Result<String, Error> {
     if from.is_empty() {
@@ -471,143 +681,6 @@ fn redirect_sender(store: &Store, from: &str, account: &Account) -> Result<Strin
     } else {
         account.email.clone()
     })
-}
-
-/// A vacation reply (RFC 5230 §5): only with a From: the account may use, signed,
-/// from the null sender (§5.1 asks that replies not be answered automatically).
-fn reply(
-    store: &Store,
-    engine: &sieve::Engine,
-    account: &Account,
-    incoming: &Incoming<'_>,
-    to: &str,
-    body: &[u8],
-    hops: usize,
-) -> Result<bool, Error> {
-    let from: Vec<String> = message::author(body)
-        .from
-        .into_iter()
-        .map(|m| m.address)
-        .collect();
-    let Some(full) = store.account_by_id(account.id)? else {
-        return Ok(false);
-    };
-    for address in &from {
-        if !crate::identity::may_send_as(store, &full, address)? {
-            tracing::warn!(account = %account.email, from = %address, "vacation reply with a From: the account may not use: not sent");
-            return Ok(false);
-        }
-    }
-    let signatures =
-        crate::identity::dkim_signatures(store, body).map_err(|e| Error::Signing(e.to_string()))?;
-    let signed = [signatures.into_bytes(), body.to_vec()].concat();
-    match send(store, engine, incoming, "", to, &signed, hops)? {
-        Some(queued) => {
-            tracing::info!(account = %account.email, %to, "vacation reply sent");
-            Ok(queued)
-        }
-        None => {
-            tracing::info!(account = %account.email, %to, "vacation reply to an address that takes no mail: not sent");
-            Ok(false)
-        }
-    }
-}
-
-/// A `reject` that could not be refused in the dialogue: a notice to the sender.
-fn reject(
-    store: &Store,
-    account: &Account,
-    incoming: &Incoming<'_>,
-    reason: &str,
-) -> Result<bool, Error> {
-    tracing::info!(account = %account.email, from = %incoming.envelope_from, "Sieve reject");
-    let Some(notice) = super::notice::rejection(
-        incoming.hostname,
-        incoming.envelope_from,
-        &account.email,
-        reason,
-        incoming.message,
-    ) else {
-        return Ok(false);
-    };
-    let signatures = crate::identity::report_signatures(store, &notice)
-        .map_err(|e| Error::Signing(e.to_string()))?;
-    let notice = [signatures.into_bytes(), notice].concat();
-    match resolve(store, incoming.envelope_from)? {
-        Resolution::Local(accounts) => {
-            let ids: Vec<_> = accounts.into_iter().map(|(id, _)| id).collect();
-            super::deliver_plain(store, &ids, &notice, false)?;
-            Ok(false)
-        }
-        Resolution::NotLocal => {
-            store.enqueue(
-                store::NewQueued {
-                    sender: String::new(),
-                    recipients: vec![store::QueuedRecipient::new(incoming.envelope_from)],
-                    ..store::NewQueued::default()
-                },
-                &notice,
-            )?;
-            Ok(true)
-        }
-        other => {
-            tracing::info!(to = %incoming.envelope_from, ?other, "the rejection notice has nowhere to go");
-            Ok(false)
-        }
-    }
-}
-
-/// Sends `body` from `sender` to `address`: local accounts get it through their
-/// scripts at once; a remote address through the queue. None when the address takes
-/// no mail; Some(queued) otherwise.
-fn send(
-    store: &Store,
-    engine: &sieve::Engine,
-    incoming: &Incoming<'_>,
-    sender: &str,
-    address: &str,
-    body: &[u8],
-    hops: usize,
-) -> Result<Option<bool>, Error> {
-    match resolve(store, address)? {
-        Resolution::Local(accounts) => {
-            let next = Incoming {
-                message: body,
-                envelope_from: sender,
-                spam: incoming.spam,
-                junk: incoming.junk,
-                hostname: incoming.hostname,
-            };
-            let mut queued = false;
-            for (id, email) in accounts {
-                let target = Account { id, email };
-                let outcome = if hops < engine.config().max_redirect_hops {
-                    evaluate(store, engine, &target, address, &next)
-                } else {
-                    None
-                };
-                queued |= apply(store, engine, &target, &next, outcome, hops + 1)?;
-            }
-            Ok(Some(queued))
-        }
-        resolution @ (Resolution::NotLocal | Resolution::Forwarding(_)) => {
-            let target = match resolution {
-                Resolution::Forwarding(target) => target,
-                _ => address.to_string(),
-            };
-            store.enqueue(
-                store::NewQueued {
-                    sender: sender.to_string(),
-                    recipients: vec![store::QueuedRecipient::new(&target)],
-                    smtputf8: !body.is_ascii() || !target.is_ascii(),
-                    ..store::NewQueued::default()
-                },
-                body,
-            )?;
-            Ok(Some(true))
-        }
-        Resolution::UnknownUser | Resolution::OverQuota(_) => Ok(None),
-    }
 }
 
 #[cfg(test)]

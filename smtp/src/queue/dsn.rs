@@ -152,6 +152,7 @@ mod tests {
             smtputf8: false,
             env_id: Some("QQ314159".into()),
             ret_full: false,
+            no_reports: false,
         }
     }
 

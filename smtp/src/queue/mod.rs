@@ -186,6 +186,26 @@ impl Queue {
             }
         };
         if message.is_pending() {
+            // Local deliveries that waited for room in a mailbox: each stored and
+            // marked delivered in one commit.
+            for i in 0..message.recipients.len() {
+                let r = &message.recipients[i];
+                if r.state != RecipientState::Pending || r.local.is_none() {
+                    continue;
+                }
+                match self.deliver_local(&message, &body, i).await {
+                    Some(Result1::Delivered(reply)) => {
+                        record(&mut message, i, Result1::Delivered(reply));
+                    }
+                    Some(result) => {
+                        record(&mut message, i, result);
+                        if !self.save(&message).await {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
             for (domain, indices) in self.groups(&message) {
                 let results = self.deliver_group(&message, &body, &domain, &indices).await;
                 for (i, result) in indices.iter().zip(results) {
@@ -205,7 +225,7 @@ impl Queue {
     fn groups(&self, message: &QueuedMessage) -> BTreeMap<String, Vec<usize>> {
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in message.recipients.iter().enumerate() {
-            if r.state != RecipientState::Pending {
+            if r.state != RecipientState::Pending || r.local.is_some() {
                 continue;
             }
             let key = if self.config.relay.is_empty() {
@@ -453,66 +473,119 @@ impl Queue {
                 return;
             }
         }
-        if let Some(report) = dsn::build(&self.hostname, &message, &body) {
-            if let Err(e) = self.send_report(&message, report).await {
-                // The message stays queued (all recipients final): the report is tried
-                // again at the next scan rather than lost.
-                tracing::error!(id = message.id, error = %e, "cannot deliver the failure report; keeping the message");
-                message.next_attempt = now + self.backoff(1);
-                self.save(&message).await;
-                return;
-            }
-            tracing::info!(id = message.id, to = %message.sender, "failure report sent");
-        }
+        // The report and the removal of the entry commit together: a crash between
+        // them can neither lose the report nor send it twice.
+        let report = if message.no_reports {
+            tracing::info!(
+                id = message.id,
+                "no failure report: the sender failed SPF and DMARC"
+            );
+            None
+        } else {
+            dsn::build(&self.hostname, &message, &body)
+        };
         let store = self.store.clone();
-        let id = message.id;
-        match tokio::task::spawn_blocking(move || store.remove_queued(id)).await {
-            Ok(Ok(_)) | Ok(Err(store::Error::NotFound(_))) => {
-                tracing::info!(id, "queued message done");
-            }
-            Ok(Err(e)) => tracing::error!(id, error = %e, "cannot remove a queued message"),
-            Err(e) => tracing::error!(id, error = %e, "removing a queued message failed"),
-        }
-    }
-
-    /// Puts a failure report in the sender's INBOX, or queues it (from `<>`) when the
-    /// sender is not local.
-    async fn send_report(&self, message: &QueuedMessage, report: Vec<u8>) -> Result<(), String> {
-        let store = self.store.clone();
-        let sender = message.sender.clone();
         let hostname = self.hostname.clone();
-        let queued_remote = tokio::task::spawn_blocking(move || {
-            match crate::delivery::resolve(&store, &sender).map_err(|e| e.to_string())? {
-                crate::delivery::Resolution::Local(accounts) => {
-                    let ids: Vec<_> = accounts.into_iter().map(|(id, _)| id).collect();
-                    let trace = received(&hostname);
-                    let full = [trace.into_bytes(), report].concat();
-                    crate::delivery::deliver_plain(&store, &ids, &full, false)
-                        .map_err(|e| e.to_string())?;
-                    Ok(false)
-                }
-                crate::delivery::Resolution::NotLocal => {
-                    store
-                        .enqueue(
-                            store::NewQueued {
-                                sender: String::new(),
-                                recipients: vec![store::QueuedRecipient::new(&sender)],
-                                ..store::NewQueued::default()
-                            },
-                            &report,
-                        )
-                        .map_err(|e| e.to_string())?;
-                    Ok(true)
-                }
-                other => Err(format!("the sender <{sender}> cannot take mail: {other:?}")),
+        let id = message.id;
+        let sender = message.sender.clone();
+        let had_report = report.is_some();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut batch = store::Batch::new();
+            let mut queued = false;
+            if let Some(report) = report {
+                queued = plan_report(&store, &mut batch, &hostname, &sender, report)
+                    .map_err(|e| e.to_string())?;
+            }
+            batch.remove_queued(id);
+            match store.commit(batch) {
+                Ok(_) => Ok(Some(queued)),
+                // Dropped by an admin meanwhile: nothing to report.
+                Err(store::Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.to_string()),
             }
         })
         .await
-        .map_err(|e| e.to_string())??;
-        if queued_remote {
-            self.wake();
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match done {
+            Ok(Some(queued)) => {
+                if had_report {
+                    tracing::info!(id, to = %message.sender, "failure report sent");
+                }
+                if queued {
+                    self.wake();
+                }
+                tracing::info!(id, "queued message done");
+            }
+            Ok(None) => {
+                tracing::info!(id, "queued message dropped meanwhile: no report");
+            }
+            Err(e) => {
+                // The message stays queued (all recipients final): the report is tried
+                // again later rather than lost.
+                tracing::error!(id, error = %e, "cannot deliver the failure report; keeping the message");
+                message.next_attempt = now + self.backoff(1);
+                self.save(&message).await;
+            }
         }
-        Ok(())
+    }
+
+    /// Stores a waiting local copy in its mailbox (INBOX if that mailbox is gone) and
+    /// marks its recipient delivered, in one commit. None when the entry was dropped
+    /// or cannot be saved.
+    async fn deliver_local(
+        &self,
+        message: &QueuedMessage,
+        body: &[u8],
+        i: usize,
+    ) -> Option<Result1> {
+        let store = self.store.clone();
+        let mut done = message.clone();
+        let body = body.to_vec();
+        let result = tokio::task::spawn_blocking(move || {
+            let r = done.recipients.get(i)?.clone();
+            let target = r.local.clone()?;
+            let mailbox = match store.mailbox_by_id(target.mailbox) {
+                Ok(Some(m)) if m.account == target.account => m,
+                Ok(_) => match store.mailbox_by_role(target.account, store::Role::Inbox) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        return Some(Ok(Result1::Permanent {
+                            status: "5.1.1".into(),
+                            reply: format!("the account of <{}> no longer exists", r.address),
+                            remote: None,
+                        }));
+                    }
+                    Err(e) => return Some(Err(e)),
+                },
+                Err(e) => return Some(Err(e)),
+            };
+            let reply = format!("stored in {} of <{}>", mailbox.name, r.address);
+            done.recipients[i].state = RecipientState::Delivered {
+                reply: reply.clone(),
+            };
+            let mut batch = store::Batch::new();
+            batch.append(mailbox.id, &body[..], &target.flags, SystemTime::now());
+            batch.update_queued(done);
+            Some(match store.commit(batch) {
+                Ok(_) => Ok(Result1::Delivered(reply)),
+                Err(store::Error::OverQuota { .. }) => Ok(Result1::Temporary(format!(
+                    "4.2.2 the mailbox of <{}> is full",
+                    r.address
+                ))),
+                Err(e) => Err(e),
+            })
+        })
+        .await;
+        match result {
+            Ok(Some(Ok(r))) => Some(r),
+            Ok(Some(Err(store::Error::NotFound(_)))) => {
+                tracing::info!(id = message.id, "queued message dropped during delivery");
+                None
+            }
+            Ok(Some(Err(e))) => Some(Result1::Temporary(format!("local delivery failed: {e}"))),
+            Ok(None) => None,
+            Err(e) => Some(Result1::Temporary(format!("local delivery failed: {e}"))),
+        }
     }
 
     /// The wait before attempt `attempts + 1`: doubling from the first delay.
@@ -558,6 +631,50 @@ fn record(message: &mut QueuedMessage, i: usize, result: Result1) {
                 remote,
             };
         }
+    }
+}
+
+/// Plans a failure report to `sender`: into the local accounts it reaches, else to
+/// the queue (from `<>`). Returns whether it went to the queue.
+fn plan_report(
+    store: &Store,
+    batch: &mut store::Batch<'static>,
+    hostname: &str,
+    sender: &str,
+    report: Vec<u8>,
+) -> Result<bool, String> {
+    match crate::delivery::resolve(store, sender).map_err(|e| e.to_string())? {
+        crate::delivery::Resolution::Targets { local, remote } => {
+            let ids: Vec<_> = local.into_iter().map(|(id, _)| id).collect();
+            let full = [received(hostname).into_bytes(), report.clone()].concat();
+            crate::delivery::plan_plain(store, batch, &ids, &full.into(), false)
+                .map_err(|e| e.to_string())?;
+            if remote.is_empty() {
+                return Ok(false);
+            }
+            batch.enqueue(
+                store::NewQueued {
+                    recipients: remote
+                        .iter()
+                        .map(|r| store::QueuedRecipient::new(r))
+                        .collect(),
+                    ..store::NewQueued::default()
+                },
+                report,
+            );
+            Ok(true)
+        }
+        crate::delivery::Resolution::NotLocal => {
+            batch.enqueue(
+                store::NewQueued {
+                    recipients: vec![store::QueuedRecipient::new(sender)],
+                    ..store::NewQueued::default()
+                },
+                report,
+            );
+            Ok(true)
+        }
+        other => Err(format!("the sender <{sender}> cannot take mail: {other:?}")),
     }
 }
 

@@ -146,6 +146,9 @@ impl Session {
         let mut spam = false;
         let mut verdict = sieve::run::Spam::Unknown;
         let mut auth_results = String::new();
+        // The envelope sender is unproven: SPF did not pass and DMARC failed. No
+        // failure report may go to it (backscatter), no copy is forwarded.
+        let mut unproven_sender = false;
         let mut body = std::mem::take(&mut txn.body);
         if self.mode == super::Mode::Mx
             && let Some(verifier) = &self.context.verifier
@@ -176,6 +179,9 @@ impl Session {
                 DmarcAction::Quarantine => spam = true,
                 DmarcAction::None => {}
             }
+            unproven_sender = report.dmarc_outcome.result
+                == crate::inbound::auth_results::AuthResult::Fail
+                && report.spf.result != crate::inbound::auth_results::AuthResult::Pass;
             auth_results = report.header;
         }
         let mut message = [
@@ -203,41 +209,59 @@ impl Session {
         let envelope_from = txn.mail_from.clone();
         let accounts = std::mem::take(&mut txn.accounts);
         // A script's reject can be the SMTP reply only when nobody else gets the message.
-        let may_refuse = txn.remote.is_empty();
-        let outbound = (!txn.remote.is_empty()).then(|| store::NewQueued {
+        let may_refuse = txn.remote.is_empty() && txn.forwards.is_empty();
+        let queued = |recipients: Vec<store::QueuedRecipient>| store::NewQueued {
             sender: txn.mail_from.clone(),
             account: self.user.as_ref().map(|u| u.id),
-            recipients: std::mem::take(&mut txn.remote),
+            recipients,
             require_tls: txn.require_tls,
             smtputf8: txn.smtputf8,
             env_id: txn.env_id.clone(),
             ret_full: txn.ret_full,
-        });
-        // Local copies first (through each account's Sieve script), then the queue
-        // entry: both durable before the 250.
+            no_reports: unproven_sender,
+        };
+        let outbound = (!txn.remote.is_empty()).then(|| queued(std::mem::take(&mut txn.remote)));
+        let forwards = std::mem::take(&mut txn.forwards);
+        let forward = if forwards.is_empty() {
+            None
+        } else if unproven_sender || spam {
+            // A message that failed DMARC or was scored as spam is not sent on to
+            // another server under our name.
+            tracing::info!(id, peer = %self.info.peer, "not forwarded: it failed DMARC or is spam");
+            None
+        } else {
+            Some(queued(forwards))
+        };
+        let env_id = txn.env_id.clone();
+        let ret_full = txn.ret_full;
+        // Every local copy (through each account's Sieve script), everything the
+        // scripts send and every queue entry: one commit, durable before the 250.
         let delivered = tokio::task::spawn_blocking(move || {
-            let mut outcome = delivery::sieve::Delivered::Stored { queued: false };
-            if !accounts.is_empty() {
-                let incoming = delivery::Incoming {
-                    message: &message,
-                    envelope_from: &envelope_from,
-                    spam: verdict,
-                    junk: spam,
-                    hostname: &hostname,
-                };
-                outcome = delivery::deliver(&store, &engine, &accounts, &incoming, may_refuse)?;
+            let mut planner = delivery::Planner::new(&store, &engine, &hostname);
+            let incoming = delivery::Incoming {
+                message: &message,
+                envelope_from: &envelope_from,
+                spam: verdict,
+                junk: spam,
+                hostname: &hostname,
+                env_id: env_id.as_deref(),
+                ret_full,
+            };
+            if !accounts.is_empty()
+                && let delivery::Planned::Refused(reason) =
+                    planner.deliver(&accounts, &incoming, may_refuse)?
+            {
+                return Ok((Some(reason), false));
             }
-            if let Some(new) = outbound {
-                store.enqueue(new, &message)?;
+            for new in [outbound, forward].into_iter().flatten() {
+                planner.batch.enqueue(new, &message[..]);
             }
-            Ok::<_, delivery::Error>(outcome)
+            let committed = store.commit(planner.batch)?;
+            Ok::<_, delivery::Error>((None, committed.queued_any()))
         })
         .await;
-        if let Some(queue) = &self.context.queue {
-            queue.wake();
-        }
         match delivered {
-            Ok(Ok(delivery::sieve::Delivered::Refused(reason))) => {
+            Ok(Ok((Some(reason), _))) => {
                 tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, "message refused by the recipient's Sieve script");
                 self.log_rejection(Some(&txn.mail_from), "smtp-sieve-reject", reason.clone())
                     .await;
@@ -253,13 +277,16 @@ impl Session {
                     &format!("Rejected by the recipient: {reason}"),
                 )
             }
-            Ok(Ok(delivery::sieve::Delivered::Stored { .. })) => {
+            Ok(Ok((None, queued))) => {
+                if queued && let Some(queue) = &self.context.queue {
+                    queue.wake();
+                }
                 self.context.stats.accepted();
                 tracing::info!(id, peer = %self.info.peer, from = %txn.mail_from, rcpts = txn.recipients.len(), "message accepted");
                 reply(250, "2.0.0", &format!("Message accepted as {id}"))
             }
             Ok(Err(e)) => {
-                tracing::error!(id, error = %e, "delivery failed");
+                tracing::error!(id, error = %e, "delivery failed: nothing was stored");
                 reply(451, "4.3.0", "Local delivery failed, try again later")
             }
             Err(e) => {

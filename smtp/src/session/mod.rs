@@ -219,6 +219,9 @@ struct Transaction {
     accounts: Vec<crate::delivery::Recipient>,
     /// Remote recipients for the outbound queue, with their RFC 3461 NOTIFY and ORCPT.
     remote: Vec<store::QueuedRecipient>,
+    /// Remote addresses our aliases forward to, each with the recipient that led
+    /// there as its ORCPT.
+    forwards: Vec<store::QueuedRecipient>,
     /// RFC 8689 REQUIRETLS was given.
     require_tls: bool,
     /// RFC 3461 ENVID (decoded).

@@ -46,16 +46,30 @@ impl Session {
             }
         };
         let answer = match resolution {
-            Resolution::Local(accounts) => {
+            Resolution::Targets { local, remote } => {
                 let Some(txn) = self.transaction.as_mut() else {
                     return (reply(503, "5.5.1", "Send MAIL first"), false);
                 };
-                for (id, email) in accounts {
+                for (id, email) in local {
                     if !txn.accounts.iter().any(|r| r.account == id) {
                         txn.accounts.push(delivery::Recipient {
                             account: id,
                             email,
                             address: to.address.clone(),
+                        });
+                    }
+                }
+                // RFC 3461 §4.2: the original recipient of a forwarded copy.
+                let orcpt = to
+                    .orcpt
+                    .clone()
+                    .unwrap_or_else(|| format!("rfc822;{}", to.address));
+                for target in remote {
+                    if !txn.forwards.iter().any(|r| r.address == target) {
+                        txn.forwards.push(store::QueuedRecipient {
+                            orcpt: Some(orcpt.clone()),
+                            notify: notify_text(to.flags),
+                            ..store::QueuedRecipient::new(&target)
                         });
                     }
                 }
@@ -76,8 +90,6 @@ impl Session {
                     .await;
                 reply(452, "4.2.2", "Mailbox full, try again later")
             }
-            // An alias of ours that forwards to a remote address (set by an admin).
-            Resolution::Forwarding(target) => self.queue_remote(&to, &target),
         };
         (answer, false)
     }
@@ -87,20 +99,9 @@ impl Session {
         let Some(txn) = self.transaction.as_mut() else {
             return reply(503, "5.5.1", "Send MAIL first");
         };
-        let notify = [
-            (RCPT_NOTIFY_NEVER, "NEVER"),
-            (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
-            (RCPT_NOTIFY_FAILURE, "FAILURE"),
-            (RCPT_NOTIFY_DELAY, "DELAY"),
-        ]
-        .iter()
-        .filter(|(flag, _)| to.flags & flag != 0)
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(",");
         if !txn.remote.iter().any(|r| r.address == address) {
             txn.remote.push(store::QueuedRecipient {
-                notify: (!notify.is_empty()).then_some(notify),
+                notify: notify_text(to.flags),
                 orcpt: to.orcpt.clone(),
                 ..store::QueuedRecipient::new(address)
             });
@@ -108,4 +109,20 @@ impl Session {
         txn.recipients.push(to.address.clone());
         reply(250, "2.1.5", "Recipient OK")
     }
+}
+
+/// RFC 3461 NOTIFY as the queue keeps it (`FAILURE,DELAY`); None for the default.
+fn notify_text(flags: u64) -> Option<String> {
+    let notify = [
+        (RCPT_NOTIFY_NEVER, "NEVER"),
+        (RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+        (RCPT_NOTIFY_FAILURE, "FAILURE"),
+        (RCPT_NOTIFY_DELAY, "DELAY"),
+    ]
+    .iter()
+    .filter(|(flag, _)| flags & flag != 0)
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>()
+    .join(",");
+    (!notify.is_empty()).then_some(notify)
 }
