@@ -78,6 +78,54 @@ pub fn sign(message: &[u8], keys: &[SigningKey]) -> Result<String, Error> {
     Ok(out)
 }
 
+/// The header fields an ARC-Message-Signature covers: those a forwarder leaves alone
+/// (no trace fields, which every hop adds).
+pub const ARC_SIGNED_HEADERS: [&str; 12] = [
+    "From",
+    "To",
+    "Cc",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "DKIM-Signature",
+];
+
+/// The ARC set (RFC 8617: ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results)
+/// a forwarder adds to `message`, whose authentication it recorded in `results` and
+/// whose existing chain `arc` is; prepend it to the forwarded copy. Fails when the
+/// chain cannot be extended (RFC 8617 §5.1.2: a failed chain is not sealed again).
+pub fn arc_seal(
+    message: &mail_auth::AuthenticatedMessage<'_>,
+    results: &mail_auth::AuthenticationResults<'_>,
+    arc: &mail_auth::ArcOutput<'_>,
+    key: &SigningKey,
+) -> Result<String, Error> {
+    use mail_auth::arc::ArcSealer;
+    let err = |e: mail_auth::Error| Error::Key(format!("ARC seal by {}: {e}", key.domain));
+    let set = match parsed(key)? {
+        Parsed::Ed25519(pk) => ArcSealer::from_key(Shared(pk))
+            .domain(key.domain.clone())
+            .selector(key.selector.clone())
+            .headers(ARC_SIGNED_HEADERS)
+            .seal(message, results, arc)
+            .map_err(err)?
+            .to_header(),
+        Parsed::Rsa(pk) => ArcSealer::from_key(Shared(pk))
+            .domain(key.domain.clone())
+            .selector(key.selector.clone())
+            .headers(ARC_SIGNED_HEADERS)
+            .seal(message, results, arc)
+            .map_err(err)?
+            .to_header(),
+    };
+    Ok(set)
+}
+
 /// A private key parsed once and shared by every signature made with it.
 #[derive(Clone)]
 enum Parsed {

@@ -192,6 +192,11 @@ async fn serve(config: Config) -> Result<()> {
         }),
         queue: Some(queue),
         limits: smtp::session::Limits::new(&config.submission),
+        srs: smtp::srs::Srs::new(
+            &store
+                .secret("srs", 32)
+                .context("the SRS key in the store")?,
+        ),
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

@@ -8,5 +8,6 @@ pub mod identity;
 pub mod inbound;
 pub mod queue;
 pub mod session;
+pub mod srs;
 
 pub use config::{Config, QueueConfig, SpamConfig, SubmissionConfig};

@@ -315,6 +315,7 @@ fn input<'a>(client: &str, mail_from: &'a str, message: &'a str) -> Input<'a> {
         helo: "mail.example.test",
         mail_from,
         message: message.as_bytes(),
+        seal: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         queue: None,
         limits: Default::default(),
         sieve: Arc::new(sieve::Engine::new(&Default::default(), "mx.example.test")),
+        srs: smtp::srs::Srs::new(&store.secret("srs", 32).unwrap()),
     });
     Fixture {
         _dir: dir,

@@ -237,6 +237,8 @@ pub(crate) mod tables {
     pub const FW_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_lists");
     /// Address -> JSON [`crate::firewall::Ban`], the automatic bans.
     pub const FW_BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_bans");
+    /// Name -> random bytes made once (`srs`: the key of SRS addresses).
+    pub const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -403,6 +405,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::FW_BLOCKS)?;
     txn.open_table(tables::FW_LISTS)?;
     txn.open_table(tables::FW_BANS)?;
+    txn.open_table(tables::SECRETS)?;
     txn.commit()?;
     Ok(())
 }
@@ -450,6 +453,31 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T,
 }
 
 impl Store {
+    /// The secret called `name`: `len` random bytes made the first time it is asked
+    /// for and kept in the store (and its backups) from then on.
+    pub fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {
+        let found = self.read(|txn| {
+            Ok(txn
+                .open_table(tables::SECRETS)?
+                .get(name)?
+                .map(|v| v.value().to_vec()))
+        })?;
+        if let Some(secret) = found {
+            return Ok(secret);
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(tables::SECRETS)?;
+            if let Some(v) = table.get(name)? {
+                return Ok(v.value().to_vec());
+            }
+            let mut secret = vec![0u8; len];
+            getrandom::fill(&mut secret)
+                .map_err(|e| Error::Db(format!("no random bytes for the secret {name}: {e}")))?;
+            table.insert(name, secret.as_slice())?;
+            Ok(secret)
+        })
+    }
+
     /// Every JSON value of a table keyed by text, in key order.
     pub(crate) fn all_values<T: DeserializeOwned>(
         &self,

@@ -6,4 +6,5 @@ pub mod dns;
 pub mod harness;
 pub mod imap;
 pub mod netns;
+pub mod postfix;
 pub mod sieve;

@@ -157,6 +157,9 @@ pub struct Report {
     pub from_domain: String,
     /// The complete `Authentication-Results:` field, folded, CRLF-terminated.
     pub header: String,
+    /// The ARC set for a forwarded copy ([`Input::seal`]), CRLF-terminated fields; None
+    /// when no seal was asked for or the chain cannot be extended.
+    pub arc_set: Option<String>,
 }
 
 impl Report {
@@ -184,6 +187,9 @@ pub struct Input<'a> {
     pub mail_from: &'a str,
     /// The whole message, CRLF line ends.
     pub message: &'a [u8],
+    /// The key to seal the message's ARC chain with (RFC 8617), when it will be
+    /// forwarded to another server.
+    pub seal: Option<&'a dkim::sign::SigningKey>,
 }
 
 /// The verifier: one mail-auth authenticator on the `[dns]` resolvers.
@@ -296,6 +302,25 @@ impl Verifier {
         })
         .await;
 
+        let arc_set = match (input.seal, &arc, &dmarc) {
+            (Some(key), Ok(arc_output), Ok(dmarc_outputs)) if arc_output.can_be_sealed() => {
+                let mut results = mail_auth::AuthenticationResults::new(&self.hostname)
+                    .with_dkim_results(&dkim, message.from())
+                    .with_spf_mailfrom_result(&spf, input.client_ip, input.mail_from, input.helo)
+                    .with_arc_result(arc_output, input.client_ip);
+                for output in dmarc_outputs {
+                    results = results.with_dmarc_result(output);
+                }
+                match dkim::sign::arc_seal(&message, &results, arc_output, key) {
+                    Ok(set) => Some(set),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ARC sealing failed: forwarded without a seal");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let spf = SpfOutcome {
             result: spf_result(spf.result()),
             mail_from: sender,
@@ -334,6 +359,7 @@ impl Verifier {
             dmarc_outcome,
             dmarc: DmarcPolicyAction::None,
             header: String::new(),
+            arc_set,
         };
         report.dmarc = report.dmarc_action();
         report.header = header(
@@ -879,6 +905,7 @@ mod tests {
             dmarc: DmarcPolicyAction::None,
             from_domain: "example.test".into(),
             header: String::new(),
+            arc_set: None,
         };
         use AuthResult as R;
         use DmarcPolicyAction as P;

@@ -149,13 +149,21 @@ impl Session {
         // The envelope sender is unproven: SPF did not pass and DMARC failed. No
         // failure report may go to it (backscatter), no copy is forwarded.
         let mut unproven_sender = false;
+        let mut arc_set = String::new();
         let mut body = std::mem::take(&mut txn.body);
         if self.mode == super::Mode::Mx
             && let Some(verifier) = &self.context.verifier
         {
             body = crate::inbound::auth_results::strip_our_results(&body, &self.context.hostname);
             let helo = self.helo.clone().unwrap_or_default();
+            // A copy we forward to another server carries our ARC seal, made with the
+            // forwarding domain's key, so the next hop can trust what we verified.
+            let seal = match txn.forwards.first() {
+                Some((_, domain)) => seal_key(&self.context.store, domain).await,
+                None => None,
+            };
             let input = crate::inbound::auth_results::Input {
+                seal: seal.as_ref(),
                 client_ip: self.info.peer.ip(),
                 helo: &helo,
                 mail_from: &txn.mail_from,
@@ -183,6 +191,7 @@ impl Session {
                 == crate::inbound::auth_results::AuthResult::Fail
                 && report.spf.result != crate::inbound::auth_results::AuthResult::Pass;
             auth_results = report.header;
+            arc_set = report.arc_set.unwrap_or_default();
         }
         let mut message = [
             self.received_header(&txn, &id).into_bytes(),
@@ -222,22 +231,39 @@ impl Session {
         };
         let outbound = (!txn.remote.is_empty()).then(|| queued(std::mem::take(&mut txn.remote)));
         let forwards = std::mem::take(&mut txn.forwards);
-        let forward = if forwards.is_empty() {
-            None
-        } else if unproven_sender || spam {
+        let mut forward: Vec<store::NewQueued> = Vec::new();
+        if !forwards.is_empty() && (unproven_sender || spam) {
             // A message that failed DMARC or was scored as spam is not sent on to
             // another server under our name.
             tracing::info!(id, peer = %self.info.peer, "not forwarded: it failed DMARC or is spam");
-            None
         } else {
-            Some(queued(forwards))
-        };
+            // One entry per forwarding domain: its SRS address is the envelope sender
+            // when the original sender is not ours (SPF at the next hop checks us).
+            let mut by_domain: Vec<(String, Vec<store::QueuedRecipient>)> = Vec::new();
+            for (recipient, domain) in forwards {
+                match by_domain.iter_mut().find(|(d, _)| *d == domain) {
+                    Some((_, list)) => list.push(recipient),
+                    None => by_domain.push((domain, vec![recipient])),
+                }
+            }
+            for (domain, recipients) in by_domain {
+                let mut new = queued(recipients);
+                new.sender = forward_sender(
+                    &self.context.store,
+                    &self.context.srs,
+                    &txn.mail_from,
+                    &domain,
+                );
+                forward.push(new);
+            }
+        }
         let env_id = txn.env_id.clone();
         let ret_full = txn.ret_full;
+        let srs = self.context.srs.clone();
         // Every local copy (through each account's Sieve script), everything the
         // scripts send and every queue entry: one commit, durable before the 250.
         let delivered = tokio::task::spawn_blocking(move || {
-            let mut planner = delivery::Planner::new(&store, &engine, &hostname);
+            let mut planner = delivery::Planner::new(&store, &engine, &hostname, &srs);
             let incoming = delivery::Incoming {
                 message: &message,
                 envelope_from: &envelope_from,
@@ -246,6 +272,7 @@ impl Session {
                 hostname: &hostname,
                 env_id: env_id.as_deref(),
                 ret_full,
+                unproven_sender,
             };
             if !accounts.is_empty()
                 && let delivery::Planned::Refused(reason) =
@@ -253,8 +280,18 @@ impl Session {
             {
                 return Ok((Some(reason), false));
             }
-            for new in [outbound, forward].into_iter().flatten() {
+            if let Some(new) = outbound {
                 planner.batch.enqueue(new, &message[..]);
+            }
+            if !forward.is_empty() {
+                let sealed: store::Body<'_> = if arc_set.is_empty() {
+                    store::Body::Borrowed(&message[..])
+                } else {
+                    store::Body::Owned([arc_set.as_bytes(), &message[..]].concat())
+                };
+                for new in forward {
+                    planner.batch.enqueue(new, sealed.clone());
+                }
             }
             let committed = store.commit(planner.batch)?;
             Ok::<_, delivery::Error>((None, committed.queued_any()))
@@ -436,6 +473,52 @@ async fn sign(
     tokio::task::spawn_blocking(move || crate::identity::dkim_signatures(&store, &message))
         .await
         .map_err(|e| crate::identity::SigningError::Sign(e.to_string()))?
+}
+
+/// The key that seals forwarded mail of `domain`: its active RSA key (the algorithm
+/// every ARC verifier knows), else its Ed25519 key; None without one.
+async fn seal_key(
+    store: &std::sync::Arc<store::Store>,
+    domain: &str,
+) -> Option<dkim::sign::SigningKey> {
+    let store = store.clone();
+    let domain = domain.to_string();
+    let keys = tokio::task::spawn_blocking(move || store.dkim_keys(&domain))
+        .await
+        .ok()?
+        .ok()?;
+    let mut active: Vec<_> = keys.into_iter().filter(|k| k.active).collect();
+    active.sort_by_key(|k| k.algorithm != "rsa");
+    active.into_iter().find_map(|k| {
+        Some(dkim::sign::SigningKey {
+            algorithm: dkim::keys::Algorithm::from_key_type(&k.algorithm)?,
+            domain: k.domain,
+            selector: k.selector,
+            private_key_pem: k.private_key_pem,
+        })
+    })
+}
+
+/// The envelope sender of mail forwarded from `domain`: the sender itself when it is
+/// null or ours (our SPF covers it), else its SRS address in `domain`.
+fn forward_sender(
+    store: &store::Store,
+    srs: &crate::srs::Srs,
+    sender: &str,
+    domain: &str,
+) -> String {
+    let ours = sender.rsplit_once('@').is_some_and(|(_, d)| {
+        store
+            .domain(&d.to_ascii_lowercase())
+            .ok()
+            .flatten()
+            .is_some()
+    });
+    if sender.is_empty() || ours {
+        sender.to_string()
+    } else {
+        srs.forward(sender, domain)
+    }
 }
 
 /// The outcome of the spam scan.

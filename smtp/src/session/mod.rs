@@ -68,6 +68,8 @@ pub struct Context {
     pub limits: Limits,
     /// Runs the recipients' Sieve scripts at delivery.
     pub sieve: Arc<sieve::Engine>,
+    /// Rewrites the envelope sender of forwarded mail and reverses it for bounces.
+    pub srs: crate::srs::Srs,
 }
 
 /// How much mail an account, and a client IP, may submit (`[submission]`
@@ -220,8 +222,8 @@ struct Transaction {
     /// Remote recipients for the outbound queue, with their RFC 3461 NOTIFY and ORCPT.
     remote: Vec<store::QueuedRecipient>,
     /// Remote addresses our aliases forward to, each with the recipient that led
-    /// there as its ORCPT.
-    forwards: Vec<store::QueuedRecipient>,
+    /// there as its ORCPT, and the alias's domain (the SRS and ARC domain).
+    forwards: Vec<(store::QueuedRecipient, String)>,
     /// RFC 8689 REQUIRETLS was given.
     require_tls: bool,
     /// RFC 3461 ENVID (decoded).

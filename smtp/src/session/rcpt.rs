@@ -35,7 +35,39 @@ impl Session {
         // here rather than on a blocking thread, whose two context switches per
         // recipient cost more than the lookup (one message per connection is bound by
         // them).
-        let resolution = match delivery::resolve(&self.context.store, &to.address) {
+        // A bounce to an SRS address of ours goes back to the sender it encodes; a
+        // forged one is refused.
+        let mut address = to.address.clone();
+        if let Some((local, domain)) = to.address.rsplit_once('@')
+            && matches!(
+                self.context.store.domain(&domain.to_ascii_lowercase()),
+                Ok(Some(_))
+            )
+        {
+            match self.context.srs.reverse(local) {
+                Ok(None) => {}
+                Ok(Some(original)) => {
+                    if !matches!(
+                        delivery::resolve(&self.context.store, &original),
+                        Ok(Resolution::Targets { .. })
+                    ) {
+                        tracing::info!(peer = %self.info.peer, srs = %to.address, to = %original, "bounce to an SRS address: sent back");
+                        return (self.queue_remote(&to, &original), false);
+                    }
+                    address = original;
+                }
+                Err(e) => {
+                    self.log_rejection(
+                        None,
+                        "smtp-srs-refused",
+                        format!("to <{}>: {e}", to.address),
+                    )
+                    .await;
+                    return (reply(550, "5.7.1", &format!("Invalid address: {e}")), true);
+                }
+            }
+        }
+        let resolution = match delivery::resolve(&self.context.store, &address) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "recipient lookup failed");
@@ -64,13 +96,21 @@ impl Session {
                     .orcpt
                     .clone()
                     .unwrap_or_else(|| format!("rfc822;{}", to.address));
+                let domain = to
+                    .address
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default();
                 for target in remote {
-                    if !txn.forwards.iter().any(|r| r.address == target) {
-                        txn.forwards.push(store::QueuedRecipient {
-                            orcpt: Some(orcpt.clone()),
-                            notify: notify_text(to.flags),
-                            ..store::QueuedRecipient::new(&target)
-                        });
+                    if !txn.forwards.iter().any(|(r, _)| r.address == target) {
+                        txn.forwards.push((
+                            store::QueuedRecipient {
+                                orcpt: Some(orcpt.clone()),
+                                notify: notify_text(to.flags),
+                                ..store::QueuedRecipient::new(&target)
+                            },
+                            domain.clone(),
+                        ));
                     }
                 }
                 txn.recipients.push(to.address);
