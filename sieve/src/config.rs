@@ -25,6 +25,16 @@ pub struct SieveConfig {
     /// Local redirect hops a message may make (counted by its `Delivered-To:` headers)
     /// before it is kept where it is instead: the loop breaker.
     pub max_redirect_hops: usize,
+    /// Redirects one incoming message may cause in all, across every script it passes
+    /// through (the count travels in the copies' `Postern-Redirects:` field); further
+    /// redirects keep the message instead.
+    pub max_redirects_per_message: usize,
+    /// Messages one account's scripts may send per hour (redirects, vacation replies,
+    /// rejection notices); beyond it they are not sent (a redirect keeps the message).
+    pub max_generated_per_hour: u32,
+    /// The shortest period between two vacation replies to one sender, in seconds
+    /// (RFC 5230 §4.1 asks for at least a day; `:seconds` below it is raised to it).
+    pub vacation_min_seconds: u64,
 }
 
 impl Default for SieveConfig {
@@ -37,6 +47,9 @@ impl Default for SieveConfig {
             max_includes: 3,
             max_messages_out: 5,
             max_redirect_hops: 8,
+            max_redirects_per_message: 8,
+            max_generated_per_hour: 100,
+            vacation_min_seconds: 86_400,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod lint;
 pub mod managesieve;
 pub mod run;
 pub mod script;

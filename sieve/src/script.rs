@@ -87,6 +87,14 @@ pub enum CheckError {
     /// The script requires an extension this server does not offer.
     #[error("the extension {0:?} is not supported here")]
     Unsupported(String),
+    /// The script compiles but uses something Postern refuses ([`crate::lint`]).
+    #[error("line {line}: {message}")]
+    Refused {
+        /// The line.
+        line: usize,
+        /// What is refused and why.
+        message: String,
+    },
 }
 
 /// The compiler and runtime, configured from `[sieve]`.
@@ -94,6 +102,8 @@ pub struct Engine {
     compiler: Compiler,
     pub(crate) runtime: Runtime,
     pub(crate) config: SieveConfig,
+    /// What each account's scripts have sent this hour.
+    generated: common::rate::KeyedBuckets<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,7 +152,17 @@ impl Engine {
             compiler,
             runtime,
             config: config.clone(),
+            generated: common::rate::KeyedBuckets::per_period(
+                config.max_generated_per_hour.max(1),
+                std::time::Duration::from_secs(3600),
+            ),
         }
+    }
+
+    /// Takes one message from the hourly allowance of `account`'s scripts
+    /// (`[sieve] max_generated_per_hour`); false when it is used up.
+    pub fn take_generated(&self, account: u64) -> bool {
+        self.generated.acquire(&account).is_ok()
     }
 
     /// The limits this engine applies.
@@ -157,6 +177,12 @@ impl Engine {
             return Err(CheckError::TooBig {
                 size: text.len(),
                 max: self.config.max_script_bytes,
+            });
+        }
+        if let Some(problem) = crate::lint::check(text).into_iter().next() {
+            return Err(CheckError::Refused {
+                line: problem.line,
+                message: problem.message,
             });
         }
         let script = self.compiler.compile(text.as_bytes()).map_err(|e| {

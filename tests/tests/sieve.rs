@@ -581,10 +581,14 @@ fn remote_redirects_and_replies_go_through_the_queue() {
             .unwrap_or_else(|| panic!("no {needle:?} in {got:#?}"))
             .clone()
     };
-    // Redirected from a remote sender: the envelope sender is alice (not in ann's
-    // SPF), and the copy says where it came through.
+    // Redirected from a remote sender: the envelope sender is ann's SRS address in
+    // alice's domain (our SPF covers it; a bounce still reaches ann), and the copy
+    // says where it came through.
     let afar = find("from afar");
-    assert!(afar.contains(r#""from": "<alice@example.test>""#), "{afar}");
+    assert!(
+        afar.contains(r#""from": "<SRS0="#) && afar.contains(r#"=remote.test=ann@example.test>""#),
+        "{afar}"
+    );
     assert!(afar.contains(r#""to": ["<friend@remote.test>"]"#), "{afar}");
     assert!(afar.contains("Delivered-To: alice@example.test"), "{afar}");
     // From one of our own domains the sender is kept.
@@ -605,4 +609,152 @@ fn remote_redirects_and_replies_go_through_the_queue() {
     assert!(!got.iter().any(|l| l.contains("Gone.")), "{got:#?}");
     // Nothing stayed behind at alice's (redirect without keep).
     assert_eq!(count(&setup, "alice@example.test", "INBOX"), 0);
+}
+
+/// Finding 8 of the mail-path issue: mail a script generates obeys the rules
+/// submitted mail does.
+#[test]
+fn generated_mail_obeys_the_identity_rules() {
+    let (setup, server) = setup("[spam]\ndnsbl = []\n");
+    for user in ["dave", "erin"] {
+        setup
+            .cli_ok(
+                &[
+                    "user",
+                    "add",
+                    &format!("{user}@example.test"),
+                    "--password-stdin",
+                ],
+                Some(&format!("{PW}\n")),
+            )
+            .unwrap();
+    }
+    // Values with line breaks and backtracking patterns are refused at upload.
+    let refusal = tests::sieve::try_put_script(
+        &setup,
+        PW,
+        "alice@example.test",
+        "inject",
+        "require \"vacation\";\nvacation :subject \"Away\r\nContent-Type: text/html\" \"<b>x</b>\";\n",
+    )
+    .unwrap_err();
+    assert!(
+        refusal.contains(":subject") && refusal.contains("one line"),
+        "{refusal}"
+    );
+    let refusal = tests::sieve::try_put_script(
+        &setup,
+        PW,
+        "alice@example.test",
+        "slow",
+        "require \"regex\";\nif header :regex \"subject\" \"^(a+)+\\\\1$\" { discard; }\n",
+    )
+    .unwrap_err();
+    assert!(refusal.contains("back-references"), "{refusal}");
+
+    // A redirected copy may not be made to come from someone else.
+    upload(
+        &setup,
+        PW,
+        "alice@example.test",
+        "forge",
+        "require [\"editheader\"];\ndeleteheader \"From\";\naddheader \"From\" \"Admin <admin@example.test>\";\nredirect \"victim@remote.test\";\n",
+    );
+    let replies = send(
+        &setup,
+        &[(
+            "ann@other.test",
+            "alice@example.test",
+            "From: ann@other.test\nTo: alice@example.test\nSubject: forge me\n\nx\n",
+        )],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    assert_eq!(count(&setup, "alice@example.test", "INBOX"), 1);
+    let log = setup.cli_ok(&["log", "--limit", "50"], None).unwrap();
+    assert!(log.contains("sieve-redirect-refused"), "{log}");
+    assert!(
+        !server.log().contains("to=victim@remote.test"),
+        "{}",
+        server.log()
+    );
+
+    // One message, four accounts redirecting to four addresses each: the redirects it
+    // causes in all stop at [sieve] max_redirects_per_message (8).
+    upload(
+        &setup,
+        PW,
+        "alice@example.test",
+        "fan",
+        "redirect \"bob@example.test\";\nredirect \"carol@example.test\";\nredirect \"dave@example.test\";\nredirect \"erin@example.test\";\n",
+    );
+    for user in ["bob", "carol", "dave", "erin"] {
+        upload(
+            &setup,
+            PW,
+            &format!("{user}@example.test"),
+            "fan",
+            &(1..=4)
+                .map(|i| format!("redirect \"{user}{i}@remote.test\";\n"))
+                .collect::<String>(),
+        );
+    }
+    let before = server.log().matches("Sieve redirect\"").count()
+        + server.log().matches("Sieve redirect ").count();
+    let replies = send(
+        &setup,
+        &[(
+            "ann@other.test",
+            "alice@example.test",
+            "From: ann@other.test\nTo: alice@example.test\nSubject: fan out\n\nx\n",
+        )],
+    );
+    assert_eq!(replies, vec!["OK"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.log();
+    let redirects = log
+        .lines()
+        .filter(|l| l.contains("Sieve redirect") && !l.contains("refused"))
+        .count()
+        - before;
+    assert_eq!(redirects, 8, "{log}");
+    let refused = setup
+        .cli_ok(&["log", "--limit", "200"], None)
+        .unwrap()
+        .matches("already caused 8 redirects")
+        .count();
+    // Depth first: alice->bob, bob's four, alice->carol, two of carol's; the other
+    // two of carol's and alice's to dave and erin are refused.
+    assert_eq!(
+        refused,
+        4,
+        "{}",
+        setup.cli_ok(&["log", "--limit", "200"], None).unwrap()
+    );
+
+    // `:seconds 0` is raised to a day: one reply for two messages.
+    upload(
+        &setup,
+        PW,
+        "erin@example.test",
+        "away",
+        "require [\"vacation\", \"vacation-seconds\"];\nvacation :seconds 0 :subject \"Away\" \"I am away.\";\n",
+    );
+    let msg = |n: u32| {
+        format!(
+            "From: alice@example.test\nTo: erin@example.test\nSubject: n{n}\nMessage-ID: <n{n}@example.test>\n\nhi\n"
+        )
+    };
+    let replies = send(
+        &setup,
+        &[
+            ("alice@example.test", "erin@example.test", &msg(1)),
+            ("alice@example.test", "erin@example.test", &msg(2)),
+        ],
+    );
+    assert_eq!(replies, vec!["OK", "OK"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let alice = setup
+        .cli_ok(&["mail", "list", "alice@example.test"], None)
+        .unwrap();
+    assert_eq!(alice.matches("Away").count(), 1, "{alice}");
 }

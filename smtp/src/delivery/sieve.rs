@@ -12,8 +12,8 @@
 //! - **redirect** to a local address is planned at once through that account's script;
 //!   to a remote address it goes through the outbound queue. The envelope sender is kept
 //!   when it is null or in one of our domains (our SPF covers us); any other sender is
-//!   rewritten to the account's address, since our server is not in that sender's SPF
-//!   record. Each redirected copy carries `Delivered-To: <account>`: a copy that comes
+//!   rewritten to its SRS address in the account's domain ([`crate::srs`]), so SPF
+//!   passes at the next hop and a bounce still reaches the original sender. Each redirected copy carries `Delivered-To: <account>`: a copy that comes
 //!   back to an account it already passed, or has made `[sieve] max_redirect_hops`
 //!   hops, is not redirected again but kept.
 //! - **reject** refuses the message in the SMTP reply when every recipient's script
@@ -66,6 +66,9 @@ pub struct Incoming<'a> {
     pub env_id: Option<&'a str>,
     /// RFC 3461 RET=FULL.
     pub ret_full: bool,
+    /// The sender is unproven (SPF did not pass, DMARC failed): nothing automatic goes
+    /// back to it (no vacation reply, no rejection notice).
+    pub unproven_sender: bool,
 }
 
 /// A message on its way through the plan: the delivered one, or a redirected copy.
@@ -75,6 +78,7 @@ struct Msg<'m> {
     envelope_from: String,
     spam: Spam,
     junk: bool,
+    unproven: bool,
 }
 
 /// What the plan says of the message.
@@ -92,6 +96,9 @@ pub struct Planner<'s, 'm> {
     store: &'s Store,
     engine: &'s sieve::Engine,
     hostname: &'s str,
+    srs: &'s crate::srs::Srs,
+    /// Redirects this message has caused so far, across hops.
+    redirects: usize,
     env_id: Option<String>,
     ret_full: bool,
     now: SystemTime,
@@ -101,11 +108,18 @@ pub struct Planner<'s, 'm> {
 
 impl<'s, 'm> Planner<'s, 'm> {
     /// A planner writing into an empty batch.
-    pub fn new(store: &'s Store, engine: &'s sieve::Engine, hostname: &'s str) -> Self {
+    pub fn new(
+        store: &'s Store,
+        engine: &'s sieve::Engine,
+        hostname: &'s str,
+        srs: &'s crate::srs::Srs,
+    ) -> Self {
         Planner {
             store,
             engine,
             hostname,
+            srs,
+            redirects: 0,
             env_id: None,
             ret_full: false,
             now: SystemTime::now(),
@@ -130,7 +144,9 @@ impl<'s, 'm> Planner<'s, 'm> {
             envelope_from: incoming.envelope_from.to_string(),
             spam: incoming.spam,
             junk: incoming.junk,
+            unproven: incoming.unproven_sender,
         };
+        self.redirects = redirect_count(incoming.message);
         let mut plans = Vec::with_capacity(recipients.len());
         for recipient in recipients {
             let account = Account {
@@ -313,20 +329,71 @@ impl<'s, 'm> Planner<'s, 'm> {
                 .append_or_defer(copy.mailbox.id, body, &flags, self.now, defer);
         }
 
-        // Then what goes out: redirects, replies, rejection notices.
+        // Then what goes out: redirects, replies, rejection notices. What may not go
+        // out is logged, and a redirect that may not is kept instead.
+        let mut kept = !copies.is_empty();
         let mut last_remembered: Option<(String, u64)> = None;
         for action in &outcome.actions {
             match action {
                 Action::Redirect { address, message } => {
                     let body = body_of(&outcome, *message, &msg.body);
-                    self.redirect(account, msg, address, body, hops)?;
+                    let refusal = if self.redirects
+                        >= self.engine.config().max_redirects_per_message
+                    {
+                        Some(format!(
+                            "the message already caused {} redirects",
+                            self.redirects
+                        ))
+                    } else if let Some(field) = changed_protected_field(&msg.body, &body) {
+                        Some(format!(
+                            "the script changed the {field} field of the copy (editheader may not change who a redirected message is from, nor a signed field)"
+                        ))
+                    } else if !self.engine.take_generated(account.id) {
+                        Some("the account's hourly allowance of generated mail is used up".into())
+                    } else {
+                        None
+                    };
+                    match refusal {
+                        Some(why) => {
+                            self.refused(
+                                account,
+                                "sieve-redirect-refused",
+                                &format!(
+                                    "redirect to <{address}> not made: {why}; the message is kept"
+                                ),
+                            );
+                            if !kept {
+                                let inbox = role_mailbox(self.store, account.id, Role::Inbox)?;
+                                self.batch.append(inbox.id, msg.body.clone(), &[], self.now);
+                                kept = true;
+                            }
+                        }
+                        None => {
+                            self.redirects += 1;
+                            self.redirect(account, msg, address, body, hops)?;
+                        }
+                    }
                 }
                 Action::Reply { to, message } => {
                     let body = body_of(&outcome, *message, &msg.body);
                     let key = last_remembered.take();
-                    self.reply(account, msg, to, body, key, hops)?;
+                    if msg.unproven {
+                        tracing::info!(account = %account.email, %to, "no vacation reply: the sender failed SPF and DMARC");
+                    } else if !self.engine.take_generated(account.id) {
+                        self.refused(account, "sieve-reply-refused", &format!("vacation reply to <{to}> not sent: the hourly allowance of generated mail is used up"));
+                    } else {
+                        self.reply(account, msg, to, body, key, hops)?;
+                    }
                 }
-                Action::Reject { reason, .. } => self.reject(account, msg, reason)?,
+                Action::Reject { reason, .. } => {
+                    if msg.unproven {
+                        tracing::info!(account = %account.email, "no rejection notice: the sender failed SPF and DMARC");
+                    } else if self.engine.take_generated(account.id) {
+                        self.reject(account, msg, reason)?;
+                    } else {
+                        self.refused(account, "sieve-reply-refused", "rejection notice not sent: the hourly allowance of generated mail is used up");
+                    }
+                }
                 Action::Remember { id, seconds } => {
                     // The id a vacation reply follows is remembered with the reply;
                     // any other (duplicate, RFC 7352) on its own.
@@ -341,6 +408,21 @@ impl<'s, 'm> Planner<'s, 'm> {
             self.remember(account, id, seconds);
         }
         Ok(())
+    }
+
+    /// Logs, in the serve log and the activity log, something a script asked for and
+    /// did not get.
+    fn refused(&self, account: &Account, action: &str, detail: &str) {
+        tracing::warn!(account = %account.email, action, detail, "Sieve action refused");
+        let event = store::AuditEvent {
+            actor: account.email.clone(),
+            action: action.to_string(),
+            ip: None,
+            detail: detail.to_string(),
+        };
+        if let Err(e) = self.store.log_event(&event) {
+            tracing::error!(error = %e, "could not write a refused Sieve action to the activity log");
+        }
     }
 
     fn remember(&mut self, account: &Account, id: String, seconds: u64) {
@@ -363,17 +445,22 @@ impl<'s, 'm> Planner<'s, 'm> {
     ) -> Result<(), Error> {
         let copy: Body<'m> = Body::Owned(
             [
-                format!("Delivered-To: {}\r\n", account.email).into_bytes(),
+                format!(
+                    "{REDIRECTS_FIELD}: {}\r\nDelivered-To: {}\r\n",
+                    self.redirects, account.email
+                )
+                .into_bytes(),
                 body.to_vec(),
             ]
             .concat(),
         );
-        let sender = redirect_sender(self.store, &msg.envelope_from, account)?;
+        let sender = redirect_sender(self.store, self.srs, &msg.envelope_from, account)?;
         let next = Msg {
             body: copy,
             envelope_from: sender,
             spam: msg.spam,
             junk: msg.junk,
+            unproven: msg.unproven,
         };
         if self.send(&next, address, hops)? {
             tracing::info!(account = %account.email, to = %address, "Sieve redirect");
@@ -402,11 +489,21 @@ impl<'s, 'm> Planner<'s, 'm> {
         let Some(full) = store.account_by_id(account.id)? else {
             return Ok(());
         };
-        for mailbox in message::author(&body).from {
-            if !crate::identity::may_send_as(store, &full, &mailbox.address)? {
-                tracing::warn!(account = %account.email, from = %mailbox.address, "vacation reply with a From: the account may not use: not sent");
-                return Ok(());
-            }
+        if let Err(refusal) = crate::identity::check_originator(store, &full, &body)? {
+            self.refused(
+                account,
+                "sieve-reply-refused",
+                &format!("vacation reply to <{to}> not sent: {}", refusal.text()),
+            );
+            return Ok(());
+        }
+        if let Err(why) = check_reply_header(&body) {
+            self.refused(
+                account,
+                "sieve-reply-refused",
+                &format!("vacation reply to <{to}> not sent: {why}"),
+            );
+            return Ok(());
         }
         let signatures = match crate::identity::dkim_signatures(store, &body) {
             Ok(s) => s,
@@ -420,8 +517,10 @@ impl<'s, 'm> Planner<'s, 'm> {
             envelope_from: String::new(),
             spam: msg.spam,
             junk: false,
+            unproven: false,
         };
         if let Some((id, seconds)) = key {
+            let seconds = seconds.max(self.engine.config().vacation_min_seconds);
             self.batch.begin_once(store::Once {
                 account: account.id,
                 id,
@@ -530,6 +629,96 @@ impl<'s, 'm> Planner<'s, 'm> {
             msg.body.clone(),
         );
     }
+}
+
+/// The field that counts the redirects one message caused, across hops.
+const REDIRECTS_FIELD: &str = "Postern-Redirects";
+
+/// The redirect count a message carries (the largest of its `Postern-Redirects:`).
+fn redirect_count(message: &[u8]) -> usize {
+    message::header::values(message, REDIRECTS_FIELD)
+        .iter()
+        .filter_map(|v| v.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The first field a script changed in a copy that it may not: who the message is
+/// from (From, Sender, Reply-To) or any field the message's DKIM signatures cover.
+fn changed_protected_field(original: &[u8], copy: &[u8]) -> Option<String> {
+    let mut protected: Vec<String> = vec!["from".into(), "sender".into(), "reply-to".into()];
+    for sig in message::header::values(original, "DKIM-Signature") {
+        let Some(h) = sig
+            .split(';')
+            .map(str::trim)
+            .find_map(|tag| tag.strip_prefix("h="))
+        else {
+            continue;
+        };
+        for name in h.split(':') {
+            let name = name.trim().to_ascii_lowercase();
+            if !name.is_empty() && !protected.contains(&name) {
+                protected.push(name);
+            }
+        }
+    }
+    let fields = |m: &[u8], name: &str| -> Vec<Vec<u8>> {
+        message::header::fields(m)
+            .filter(|f| f.is(name))
+            .map(|f| f.value.to_vec())
+            .collect()
+    };
+    protected
+        .into_iter()
+        .find(|name| fields(original, name) != fields(copy, name))
+}
+
+/// A vacation reply's header holds only what sieve-rs writes there (RFC 5230 §5):
+/// a value with a line break in it (from a variable, say) would have added fields or
+/// started the body early.
+fn check_reply_header(reply: &[u8]) -> Result<(), String> {
+    const ONCE: [&str; 5] = ["From", "To", "Subject", "Date", "Message-ID"];
+    const ALLOWED: [&str; 9] = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "Auto-Submitted",
+        "MIME-Version",
+    ];
+    let mut auto_submitted = 0;
+    let mut content_type = 0;
+    for span in message::header::spans(reply) {
+        let Some(field) = span.field else {
+            return Err("its header has a line that is not a field".into());
+        };
+        if field.is("Auto-Submitted") {
+            auto_submitted += 1;
+        }
+        if field.is("Content-Type") {
+            content_type += 1;
+        }
+        let name = String::from_utf8_lossy(field.name).into_owned();
+        let content = name.to_ascii_lowercase().starts_with("content-");
+        if !content && !ALLOWED.iter().any(|a| a.eq_ignore_ascii_case(&name)) {
+            return Err(format!("its header has a {name}: field"));
+        }
+    }
+    for name in ONCE {
+        let n = message::header::fields(reply)
+            .filter(|f| f.is(name))
+            .count();
+        if n != 1 {
+            return Err(format!("its header has {n} {name}: fields"));
+        }
+    }
+    if auto_submitted != 1 || content_type > 1 {
+        return Err("its header was changed by a value with a line break".into());
+    }
+    Ok(())
 }
 
 /// The body of message `index` of an outcome (0: the delivered one).
@@ -665,7 +854,12 @@ fn delivered_to(message: &[u8]) -> Vec<String> {
 }
 
 /// The envelope sender of a redirected copy (see the module docs).
-fn redirect_sender(store: &Store, from: &str, account: &Account) -> Result<String, Error> {
+fn redirect_sender(
+    store: &Store,
+    srs: &crate::srs::Srs,
+    from: &str,
+    account: &Account,
+) -> Result<String, Error> {
     if from.is_empty() {
         return Ok(String::new());
     }
@@ -676,10 +870,11 @@ fn redirect_sender(store: &Store, from: &str, account: &Account) -> Result<Strin
         .transpose()?
         .flatten()
         .is_some();
+    let domain = account.email.rsplit_once('@').map_or("", |(_, d)| d);
     Ok(if local {
         from.to_string()
     } else {
-        account.email.clone()
+        srs.forward(from, domain)
     })
 }
 
@@ -694,6 +889,43 @@ mod tests {
         assert!(is_loop(m, "b@example.org", 8));
         assert!(!is_loop(m, "c@example.org", 8));
         assert!(is_loop(m, "c@example.org", 2));
+    }
+
+    #[test]
+    fn who_a_redirected_copy_is_from_cannot_change() {
+        let original = b"DKIM-Signature: v=1; d=a.test; h=From:Subject:To; b=x\r\nFrom: ann@a.test\r\nSubject: hi\r\nX-Note: 1\r\n\r\nbody\r\n";
+        assert_eq!(changed_protected_field(original, original), None);
+        let note = b"DKIM-Signature: v=1; d=a.test; h=From:Subject:To; b=x\r\nFrom: ann@a.test\r\nSubject: hi\r\nX-Note: 2\r\n\r\nbody\r\n";
+        assert_eq!(changed_protected_field(original, note), None);
+        let subject = b"DKIM-Signature: v=1; d=a.test; h=From:Subject:To; b=x\r\nFrom: ann@a.test\r\nSubject: changed\r\n\r\nbody\r\n";
+        assert_eq!(
+            changed_protected_field(original, subject).as_deref(),
+            Some("subject")
+        );
+        // Adding a signed field that was absent (To) counts as a change too.
+        let to = b"To: x@y\r\nDKIM-Signature: v=1; d=a.test; h=From:Subject:To; b=x\r\nFrom: ann@a.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        assert_eq!(changed_protected_field(original, to).as_deref(), Some("to"));
+        let reply_to = b"Reply-To: evil@x\r\nDKIM-Signature: v=1; d=a.test; h=From:Subject:To; b=x\r\nFrom: ann@a.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        assert_eq!(
+            changed_protected_field(original, reply_to).as_deref(),
+            Some("reply-to")
+        );
+    }
+
+    #[test]
+    fn a_vacation_reply_header_is_what_sieve_rs_writes() {
+        let good = b"From: bob@example.org\r\nTo: ann@remote.test\r\nSubject: Away\r\nIn-Reply-To: <1@r>\r\nReferences: <1@r>\r\nDate: Sat, 5 Dec 2026 10:00:00 +0000\r\nMessage-ID: <x@h>\r\nAuto-Submitted: auto-replied\r\nContent-type: text/plain; charset=utf-8\r\n\r\nI am away.";
+        assert_eq!(check_reply_header(good), Ok(()));
+        let injected = b"From: bob@example.org\r\nTo: ann@remote.test\r\nSubject: Away\r\nBcc: victim@x\r\nDate: Sat, 5 Dec 2026 10:00:00 +0000\r\nMessage-ID: <x@h>\r\nAuto-Submitted: auto-replied\r\n\r\nx";
+        assert!(check_reply_header(injected).unwrap_err().contains("Bcc"));
+        let html = b"From: bob@example.org\r\nTo: ann@remote.test\r\nSubject: Away\r\nContent-Type: text/html\r\nDate: Sat, 5 Dec 2026 10:00:00 +0000\r\nMessage-ID: <x@h>\r\nAuto-Submitted: auto-replied\r\nContent-type: text/plain; charset=utf-8\r\n\r\nx";
+        assert!(check_reply_header(html).is_err());
+        let early_body = b"From: bob@example.org\r\nTo: ann@remote.test\r\nSubject: Away\r\n\r\n<html>\r\nDate: x\r\nAuto-Submitted: auto-replied\r\n\r\nx";
+        assert!(check_reply_header(early_body).is_err());
+        assert_eq!(
+            redirect_count(b"Postern-Redirects: 3\r\nPostern-Redirects: 5\r\n\r\n"),
+            5
+        );
     }
 
     #[test]
