@@ -112,6 +112,8 @@ pub fn arc_seal(
             .domain(key.domain.clone())
             .selector(key.selector.clone())
             .headers(ARC_SIGNED_HEADERS)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
             .seal(message, results, arc)
             .map_err(err)?
             .to_header(),
@@ -119,6 +121,8 @@ pub fn arc_seal(
             .domain(key.domain.clone())
             .selector(key.selector.clone())
             .headers(ARC_SIGNED_HEADERS)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
             .seal(message, results, arc)
             .map_err(err)?
             .to_header(),

@@ -14,6 +14,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+/// The directory incoming messages are spooled in past 1 MiB (anonymous files: none
+/// outlives its session), on the data directory's file system.
+fn spool_dir(data_dir: &Path) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = data_dir.join("spool");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy)]
 enum Service {
@@ -197,6 +210,7 @@ async fn serve(config: Config) -> Result<()> {
                 .secret("srs", 32)
                 .context("the SRS key in the store")?,
         ),
+        spool_dir: spool_dir(&config.data_dir)?,
     });
     let mx = Arc::new(smtp::session::Smtp::new(
         smtp_context.clone(),

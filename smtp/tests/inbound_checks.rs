@@ -316,6 +316,7 @@ fn input<'a>(client: &str, mail_from: &'a str, message: &'a str) -> Input<'a> {
         mail_from,
         message: message.as_bytes(),
         seal: None,
+        body: None,
     }
 }
 
@@ -365,6 +366,37 @@ async fn dkim_ed25519_and_rsa_pass_and_a_changed_body_fails() {
         "{header}"
     );
     assert_eq!(report.dmarc_action(), DmarcPolicyAction::None);
+
+    // The same message spooled in a file: the header in memory, the body hashed as it
+    // streams from the file. Same verdicts, and a changed body still fails.
+    for (text, expected) in [
+        (signed.clone(), AuthResult::Pass),
+        (
+            signed.replace("The original body.", "The originaL body."),
+            AuthResult::Fail,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spooled");
+        std::fs::write(&path, text.as_bytes()).unwrap();
+        let header_len = text.find("\r\n\r\n").unwrap() + 4;
+        let rest = store::Body::Spooled(std::sync::Arc::new(store::Spooled {
+            head: Vec::new(),
+            file: std::sync::Arc::new(std::fs::File::open(&path).unwrap()),
+            offset: header_len as u64,
+            len: (text.len() - header_len) as u64,
+            ascii: true,
+        }));
+        let mut spooled = input("127.0.0.2", "alice@example.test", &text[..header_len]);
+        spooled.body = Some(&rest);
+        let report = verifier.verify(&spooled).await;
+        assert_eq!(report.dkim.len(), 2);
+        assert!(
+            report.dkim.iter().all(|d| d.result == expected),
+            "{expected:?}: {}",
+            report.header
+        );
+    }
 
     // One body byte changed: both signatures fail (mail-auth says neutral).
     let tampered = signed.replace("The original body.", "The originaL body.");

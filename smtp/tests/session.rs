@@ -52,6 +52,7 @@ fn fixture(max_recipients: usize, max_size: u64) -> Fixture {
         limits: Default::default(),
         sieve: Arc::new(sieve::Engine::new(&Default::default(), "mx.example.test")),
         srs: smtp::srs::Srs::new(&store.secret("srs", 32).unwrap()),
+        spool_dir: dir.path().to_path_buf(),
     });
     Fixture {
         _dir: dir,

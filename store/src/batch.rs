@@ -15,23 +15,19 @@
 //! - a group of items under a [`Once`] key (a vacation reply) is dropped when that key
 //!   is already remembered, and the key is remembered otherwise.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::message::{header_block, normalize_flags, save_header, stage_append};
+use crate::Body;
+use crate::message::{normalize_flags, save_header, stage_append};
 use crate::queue::stage_enqueue;
 use crate::tables::{QUEUE, SIEVE_SEEN};
 use crate::{
     AccountId, Change, Error, MailboxId, MessageMeta, NewQueued, QueueId, QueuedMessage, Store,
     decode, encode, from_ms, to_ms,
 };
-
-/// A message body: borrowed from the caller or made while planning (a copy with a
-/// trace field added, a reply).
-pub type Body<'a> = Cow<'a, [u8]>;
 
 /// A key that may be used once until it expires: `(account, id)` of the account's
 /// Sieve memory (RFC 5230 §4.2 vacation, RFC 7352 duplicate).
@@ -263,8 +259,8 @@ impl Store {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let mut written: Vec<String> = Vec::new();
-        let write = |body: &[u8], written: &mut Vec<String>| -> Result<String, Error> {
-            let id = self.blobs.write_unsynced(body)?;
+        let write = |body: &Body<'_>, written: &mut Vec<String>| -> Result<String, Error> {
+            let id = self.blobs.write_body_unsynced(body)?;
             written.push(id.clone());
             Ok(id)
         };
@@ -282,8 +278,8 @@ impl Store {
                 pending.appends.push(PendingAppend {
                     mailbox: a.mailbox,
                     blob: write(&a.body, &mut written)?,
-                    size: u64::try_from(a.body.len()).unwrap_or(u64::MAX),
-                    header: header_block(&a.body).to_vec(),
+                    size: a.body.len(),
+                    header: crate::message::header_block(&a.body.header()).to_vec(),
                     flags,
                     internal_date,
                     defer: a.defer,
@@ -295,7 +291,7 @@ impl Store {
                     return Err(Error::Invalid("a queued message needs a recipient".into()));
                 }
                 let blob = write(&e.body, &mut written)?;
-                let size = u64::try_from(e.body.len()).unwrap_or(u64::MAX);
+                let size = e.body.len();
                 pending.enqueues.push((e.new, blob, size, e.group));
             }
             Ok(())

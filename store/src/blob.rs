@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -134,6 +134,11 @@ impl BlobDir {
     /// the body is not durable until [`BlobDir::sync_fan_outs`] ran for it. Lets a group
     /// commit sync each directory once for many bodies.
     pub(crate) fn write_unsynced(&self, body: &[u8]) -> Result<String, Error> {
+        self.write_body_unsynced(&crate::Body::from(body))
+    }
+
+    /// Like [`BlobDir::write_unsynced`] for a body that may be spooled in a file.
+    pub(crate) fn write_body_unsynced(&self, body: &crate::Body<'_>) -> Result<String, Error> {
         let id = new_id()?;
         let tmp = self.tmp.join(&id);
         let result = self.write_at(&id, &tmp, body);
@@ -143,14 +148,14 @@ impl BlobDir {
         result.map(|()| id)
     }
 
-    fn write_at(&self, id: &str, tmp: &Path, body: &[u8]) -> Result<(), Error> {
+    fn write_at(&self, id: &str, tmp: &Path, body: &crate::Body<'_>) -> Result<(), Error> {
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(tmp)
             .map_err(|e| Error::io(tmp, e))?;
-        file.write_all(body).map_err(|e| Error::io(tmp, e))?;
+        body.write_to(&mut file).map_err(|e| Error::io(tmp, e))?;
         drop(file);
 
         let fan_out = self.root.join(&id[..2]);

@@ -22,6 +22,7 @@ mod audit;
 pub mod backup;
 mod batch;
 mod blob;
+mod body;
 mod changes;
 mod directory;
 pub mod firewall;
@@ -50,7 +51,8 @@ use tokio::sync::broadcast;
 
 pub use apps::{App, Container};
 pub use audit::{AuditEntry, AuditEvent};
-pub use batch::{Appended, Batch, Body, Committed, Once};
+pub use batch::{Appended, Batch, Committed, Once};
+pub use body::{Body, Spooled};
 pub use changes::Change;
 pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};
 pub use imap_ops::{FlagUpdate, FlagsOutcome};

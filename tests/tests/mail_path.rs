@@ -10,17 +10,26 @@ use tests::imap::{PRELUDE, PW, setup};
 /// Runs `script` (after the IMAP prelude) with the server's ports; returns its output,
 /// failing the test with the server's log unless it printed `done`.
 fn drive(setup: &tests::harness::Setup, server: &tests::harness::Server, script: &str) -> String {
-    let out = python(
-        &format!("{PRELUDE}{script}"),
-        &[
-            &setup.ports.imaps.port().to_string(),
-            "alice@example.test",
-            PW,
-            &setup.ports.smtp.port().to_string(),
-            &setup.ports.submission.port().to_string(),
-        ],
-    )
-    .unwrap();
+    drive_with(setup, server, script, &[])
+}
+
+/// Like [`drive`], with more arguments for the script (`sys.argv[6]` on).
+fn drive_with(
+    setup: &tests::harness::Setup,
+    server: &tests::harness::Server,
+    script: &str,
+    more: &[&str],
+) -> String {
+    let mut args = vec![
+        setup.ports.imaps.port().to_string(),
+        "alice@example.test".to_string(),
+        PW.to_string(),
+        setup.ports.smtp.port().to_string(),
+        setup.ports.submission.port().to_string(),
+    ];
+    args.extend(more.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = python(&format!("{PRELUDE}{script}"), &args).unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -354,4 +363,52 @@ print("done", codes)
     assert_eq!(inbox_count(&setup, "bob"), 1);
     let queue = setup.cli_ok(&["queue", "list"], None).unwrap();
     assert!(!queue.contains("alice@example.test"), "{queue}");
+}
+
+#[test]
+fn a_40_mib_message_costs_the_mx_little_memory() {
+    let (setup, server) = setup();
+    let pid = server.pid().unwrap();
+    let out = drive_with(
+        &setup,
+        &server,
+        &format!(
+            "{SMTP_PRELUDE}{}",
+            r#"
+import threading
+pid = int(sys.argv[6])
+def rss():
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+# Warm up: a small message through the same path.
+assert mx("From: ann@other.test\r\nSubject: warm\r\n\r\nx\r\n")[0] == 250
+time.sleep(0.5)
+before = rss()
+peak = [before]
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.005)
+t = threading.Thread(target=sample); t.start()
+line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+body = b"From: ann@other.test\r\nTo: alice@example.test\r\nSubject: forty\r\n\r\n" + line * (40 * 1024 * 1024 // len(line))
+s = smtplib.SMTP("127.0.0.1", mx_port, timeout=120)
+s.sendmail("ann@other.test", ["alice@example.test"], body)
+s.quit()
+done.set(); t.join()
+grown = (peak[0] - before) / 1024
+print("message %.1f MiB; server RSS before %.1f MiB, peak %.1f MiB, grown %.1f MiB" % (len(body) / 1048576, before / 1024, peak[0] / 1024, grown))
+m = connect(); ok(m.select("INBOX"))
+size = ok(m.fetch("2", "(RFC822.SIZE)"))[0]
+m.logout()
+print("stored", size)
+assert grown < 8, grown
+print("done")
+"#
+        ),
+        &[&pid.to_string()],
+    );
+    println!("{out}");
 }

@@ -52,8 +52,9 @@ struct Account {
 /// The message being delivered and what is known about it.
 #[derive(Debug, Clone)]
 pub struct Incoming<'a> {
-    /// The message as it will be stored (trace and result headers added).
-    pub message: &'a [u8],
+    /// The message as it will be stored (trace and result headers added), in memory
+    /// or spooled.
+    pub message: Body<'a>,
     /// The envelope sender (`""` for the null sender).
     pub envelope_from: &'a str,
     /// The spam scanner's verdict, for `spamtest`.
@@ -140,13 +141,13 @@ impl<'s, 'm> Planner<'s, 'm> {
         self.env_id = incoming.env_id.map(str::to_string);
         self.ret_full = incoming.ret_full;
         let msg = Msg {
-            body: Body::Borrowed(incoming.message),
+            body: incoming.message.clone(),
             envelope_from: incoming.envelope_from.to_string(),
             spam: incoming.spam,
             junk: incoming.junk,
             unproven: incoming.unproven_sender,
         };
-        self.redirects = redirect_count(incoming.message);
+        self.redirects = redirect_count(&incoming.message.header());
         let mut plans = Vec::with_capacity(recipients.len());
         for recipient in recipients {
             let account = Account {
@@ -195,8 +196,17 @@ impl<'s, 'm> Planner<'s, 'm> {
             account: account.id,
             now: self.now,
         };
+        // A script reads the whole message: a spooled one is read into memory here
+        // (bounded by the size limit), and only for accounts that have a script.
+        let bytes = match msg.body.bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(account = %account.email, error = %e, "cannot read the message for the Sieve script: keeping it");
+                return None;
+            }
+        };
         let delivery = Delivery {
-            message: &msg.body,
+            message: &bytes,
             envelope_from: &msg.envelope_from,
             envelope_to,
             user_address: &account.email,
@@ -238,7 +248,7 @@ impl<'s, 'm> Planner<'s, 'm> {
         };
         let mut outcome = outcome.unwrap_or_else(keep);
         let looping = is_loop(
-            &msg.body,
+            &msg.body.header(),
             &account.email,
             self.engine.config().max_redirect_hops,
         );
@@ -344,7 +354,9 @@ impl<'s, 'm> Planner<'s, 'm> {
                             "the message already caused {} redirects",
                             self.redirects
                         ))
-                    } else if let Some(field) = changed_protected_field(&msg.body, &body) {
+                    } else if let Some(field) =
+                        changed_protected_field(&msg.body.header(), &body.header())
+                    {
                         Some(format!(
                             "the script changed the {field} field of the copy (editheader may not change who a redirected message is from, nor a signed field)"
                         ))
@@ -443,16 +455,12 @@ impl<'s, 'm> Planner<'s, 'm> {
         body: Body<'m>,
         hops: usize,
     ) -> Result<(), Error> {
-        let copy: Body<'m> = Body::Owned(
-            [
-                format!(
-                    "{REDIRECTS_FIELD}: {}\r\nDelivered-To: {}\r\n",
-                    self.redirects, account.email
-                )
-                .into_bytes(),
-                body.to_vec(),
-            ]
-            .concat(),
+        let copy = body.with_prefix(
+            format!(
+                "{REDIRECTS_FIELD}: {}\r\nDelivered-To: {}\r\n",
+                self.redirects, account.email
+            )
+            .as_bytes(),
         );
         let sender = redirect_sender(self.store, self.srs, &msg.envelope_from, account)?;
         let next = Msg {
@@ -489,6 +497,9 @@ impl<'s, 'm> Planner<'s, 'm> {
         let Some(full) = store.account_by_id(account.id)? else {
             return Ok(());
         };
+        let body = body
+            .bytes()
+            .map_err(|e| Error::Store(store::Error::Corrupt(e.to_string())))?;
         if let Err(refusal) = crate::identity::check_originator(store, &full, &body)? {
             self.refused(
                 account,
@@ -513,7 +524,7 @@ impl<'s, 'm> Planner<'s, 'm> {
             }
         };
         let signed = Msg {
-            body: Body::Owned([signatures.into_bytes(), body.to_vec()].concat()),
+            body: Body::from([signatures.into_bytes(), body.to_vec()].concat()),
             envelope_from: String::new(),
             spam: msg.spam,
             junk: false,
@@ -545,13 +556,13 @@ impl<'s, 'm> Planner<'s, 'm> {
             &msg.envelope_from,
             &account.email,
             reason,
-            &msg.body,
+            &msg.body.header(),
         ) else {
             return Ok(());
         };
         let signatures = crate::identity::report_signatures(self.store, &notice)
             .map_err(|e| Error::Signing(e.to_string()))?;
-        let notice: Body<'m> = Body::Owned([signatures.into_bytes(), notice].concat());
+        let notice: Body<'m> = Body::from([signatures.into_bytes(), notice].concat());
         match resolve(self.store, &msg.envelope_from)? {
             Resolution::Targets { local, remote } => {
                 let ids: Vec<_> = local.into_iter().map(|(id, _)| id).collect();
@@ -724,7 +735,7 @@ fn check_reply_header(reply: &[u8]) -> Result<(), String> {
 /// The body of message `index` of an outcome (0: the delivered one).
 fn body_of<'m>(outcome: &Outcome, index: usize, original: &Body<'m>) -> Body<'m> {
     match outcome.messages.get(index) {
-        Some(made) if index > 0 => Body::Owned(made.clone()),
+        Some(made) if index > 0 => Body::from(made.clone()),
         _ => original.clone(),
     }
 }

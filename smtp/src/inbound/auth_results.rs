@@ -185,8 +185,12 @@ pub struct Input<'a> {
     pub helo: &'a str,
     /// The envelope sender ("" for the null sender).
     pub mail_from: &'a str,
-    /// The whole message, CRLF line ends.
+    /// The whole message, CRLF line ends; or only its header block when `body` is
+    /// given.
     pub message: &'a [u8],
+    /// The rest of the message after `message` (a spooled message's body): its body
+    /// hashes are computed from it a chunk at a time.
+    pub body: Option<&'a store::Body<'a>>,
     /// The key to seal the message's ARC chain with (RFC 8617), when it will be
     /// forwarded to another server.
     pub seal: Option<&'a dkim::sign::SigningKey>,
@@ -246,7 +250,32 @@ impl Verifier {
             .map_or(input.helo, |(_, d)| d)
             .to_string();
         // A message with no header fields has no signatures, no ARC and no From.
-        let message = AuthenticatedMessage::parse(input.message).unwrap_or_default();
+        let mut message = AuthenticatedMessage::parse(input.message).unwrap_or_default();
+        if let Some(body) = input.body {
+            // The body hashes of the signatures, and the one an ARC seal would need,
+            // computed as the body streams from its spool file.
+            let relaxed = (
+                mail_auth::dkim::Canonicalization::Relaxed,
+                mail_auth::common::crypto::HashAlgorithm::Sha256,
+                0u64,
+            );
+            if input.seal.is_some()
+                && !message
+                    .body_hashes
+                    .iter()
+                    .any(|(c, h, l, _)| (*c, *h, *l) == relaxed)
+            {
+                message
+                    .body_hashes
+                    .push((relaxed.0, relaxed.1, relaxed.2, Vec::new()));
+            }
+            for (cb, ha, l, bh) in &mut message.body_hashes {
+                match streamed_body_hash(body, *cb, *ha, *l) {
+                    Ok(hash) => *bh = hash,
+                    Err(e) => tracing::warn!(error = %e, "cannot read the spooled message"),
+                }
+            }
+        }
 
         let (spf, dkim, arc) = tokio::join!(
             timeout_at(
@@ -427,6 +456,33 @@ fn arc_result(result: &DkimResult) -> (AuthResult, Option<&'static str>) {
         DkimResult::Neutral(err) | DkimResult::Fail(err) | DkimResult::PermError(err) => {
             (AuthResult::Fail, Some(reason(err)))
         }
+    }
+}
+
+/// The DKIM body hash (RFC 6376 §3.7) of `body`, read a chunk at a time.
+fn streamed_body_hash(
+    body: &store::Body<'_>,
+    cb: mail_auth::dkim::Canonicalization,
+    ha: mail_auth::common::crypto::HashAlgorithm,
+    l: u64,
+) -> std::io::Result<Vec<u8>> {
+    use mail_auth::common::crypto::{HashContext, HashImpl, Sha1, Sha256};
+    use mail_auth::dkim::canonicalize::BodyHasher;
+    fn run<H: HashImpl>(
+        body: &store::Body<'_>,
+        cb: mail_auth::dkim::Canonicalization,
+        l: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut hasher = BodyHasher::new(H::hasher(), cb, l);
+        body.for_each_chunk(|chunk| {
+            hasher.write(chunk);
+            Ok(())
+        })?;
+        Ok(hasher.finish().0.complete().as_ref().to_vec())
+    }
+    match ha {
+        mail_auth::common::crypto::HashAlgorithm::Sha1 => run::<Sha1>(body, cb, l),
+        mail_auth::common::crypto::HashAlgorithm::Sha256 => run::<Sha256>(body, cb, l),
     }
 }
 
@@ -653,45 +709,16 @@ fn pvalue(value: &str) -> String {
 /// (compared without regard to case): one that arrives from outside is forged
 /// (RFC 8601 §5). Others' are kept, and so is the body.
 pub fn strip_our_results(message: &[u8], authserv_id: &str) -> Vec<u8> {
-    let header_end = find_header_end(message);
-    let (head, body) = message.split_at(header_end);
     let mut out = Vec::with_capacity(message.len());
-    // Split the header block into fields: a line starting with SP/HTAB continues one
-    // (RFC 5322 §2.2.3).
-    let mut start = 0;
-    let mut i = 0;
-    while i < head.len() {
-        let line_end = head[i..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(head.len(), |p| i + p + 1);
-        if i > start && !matches!(head.get(i), Some(b' ' | b'\t')) {
-            let field = &head[start..i];
-            if !is_ours(field, authserv_id) {
-                out.extend_from_slice(field);
-            }
-            start = i;
+    let mut end = 0;
+    for span in message::header::spans(message) {
+        if !is_ours(span.raw, authserv_id) {
+            out.extend_from_slice(span.raw);
         }
-        i = line_end;
+        end = span.offset + span.raw.len();
     }
-    let field = &head[start..];
-    if !is_ours(field, authserv_id) {
-        out.extend_from_slice(field);
-    }
-    out.extend_from_slice(body);
+    out.extend_from_slice(&message[end..]);
     out
-}
-
-/// Where the header block ends (after the CRLF of its last field), or the whole
-/// message when there is no body.
-fn find_header_end(message: &[u8]) -> usize {
-    if message.starts_with(b"\r\n") {
-        return 0;
-    }
-    message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |p| p + 2)
 }
 
 /// Is `field` an Authentication-Results field naming `authserv_id`?

@@ -3,7 +3,7 @@
 
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver};
 
-use super::{Input, Session, Transaction, queue_id, reply};
+use super::{Input, Session, Transaction, queue_id, reply, spool};
 use crate::delivery;
 use crate::inbound::auth_results::DmarcAction;
 
@@ -13,7 +13,7 @@ impl Session {
         match &self.transaction {
             None => reply(503, "5.5.1", "Send MAIL first"),
             Some(t) if t.recipients.is_empty() => reply(554, "5.5.1", "No valid recipients"),
-            Some(t) if !t.body.is_empty() => {
+            Some(t) if t.spool.len(&t.body) > 0 => {
                 reply(503, "5.5.1", "BDAT in progress: finish it with BDAT LAST")
             }
             Some(_) => {
@@ -52,7 +52,11 @@ impl Session {
                     &format!("Message size exceeds the limit of {max} bytes"),
                 ))
             }
-            Some(t) => reply(250, "2.0.0", &format!("{} octets received", t.body.len())),
+            Some(t) => reply(
+                250,
+                "2.0.0",
+                &format!("{} octets received", t.spool.len(&t.body)),
+            ),
             None => reply(503, "5.5.1", "Send MAIL first"),
         }
     }
@@ -61,12 +65,17 @@ impl Session {
         if let Some(t) = &mut self.transaction {
             t.bdat_failed = true;
             t.body.clear();
+            t.spool.discard();
         }
         refusal
     }
 
-    /// The message is complete (end of DATA or BDAT LAST): check it, add Received,
-    /// deliver it durably, and only then say 250.
+    /// The message is complete (end of DATA or BDAT LAST). In stages, each refusing
+    /// with its own reply: [`Session::received`] (size, line ends, spooling), then
+    /// [`Session::submitted`] (the sender's identity, MSA fields, DKIM signing) or
+    /// [`Session::verified`] (SPF, DKIM, ARC, DMARC, the spam milter), then
+    /// [`Session::commit`]: every copy and queue entry durable in one commit before
+    /// the `250`.
     pub(super) async fn finish_message(&mut self) -> Vec<u8> {
         if let Some(refusal) = self.bdat_refusal.take() {
             // A refused BDAT LAST ends the transaction (RFC 3030 §2).
@@ -76,85 +85,168 @@ impl Session {
         let Some(mut txn) = self.transaction.take() else {
             return reply(503, "5.5.1", "Send MAIL first");
         };
+        let message = match self.received(&mut txn).await {
+            Ok(m) => m,
+            Err(refusal) => return refusal,
+        };
+        let id = queue_id();
+        let checked = match self.mode {
+            super::Mode::Submission => self.submitted(&txn, message, &id).await,
+            super::Mode::Mx => self.verified(&txn, message, &id).await,
+        };
+        match checked {
+            Ok(checked) => self.commit(txn, checked, &id).await,
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Stage 1: the message as received, or the refusal of what cannot be accepted
+    /// whatever it says (too big, a bare CR or LF, a spool that failed).
+    async fn received(&self, txn: &mut Transaction) -> Result<store::Body<'static>, Vec<u8>> {
         if txn.bdat_failed {
-            return reply(
+            return Err(reply(
                 503,
                 "5.5.1",
                 "An earlier BDAT failed: the message was not accepted",
-            );
+            ));
         }
         if txn.too_big {
             let max = self.context.config.max_message_size;
             let detail = format!("message over the size limit of {max} bytes");
             self.log_rejection(Some(&txn.mail_from), "smtp-too-big", detail)
                 .await;
-            return reply(
+            return Err(reply(
                 552,
                 "5.3.4",
                 &format!("Message size exceeds the limit of {max} bytes"),
-            );
+            ));
         }
-        if let Some(offset) = bare_line_ending(&txn.body) {
+        let temporary = || reply(451, "4.3.0", "Cannot take the message now, try again later");
+        if txn.spool_failed {
+            return Err(temporary());
+        }
+        let buffer = std::mem::take(&mut txn.body);
+        let (received, bare) = match std::mem::take(&mut txn.spool).finish(buffer) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot spool a message");
+                return Err(temporary());
+            }
+        };
+        if let Some(offset) = bare {
             // SMTP smuggling defence: a bare LF or CR could make another server see a
             // different end of data (RFC 5321 §2.3.8). We refuse the message.
             let detail = format!("bare CR or LF at octet {offset}");
             self.log_rejection(Some(&txn.mail_from), "smtp-bare-line-ending", detail)
                 .await;
-            return reply(
+            return Err(reply(
                 554,
                 "5.6.0",
                 "Message contains a bare CR or LF (RFC 5321 section 2.3.8)",
-            );
+            ));
         }
-        if let Some(account) = self.user.clone() {
-            if let Some(refusal) = self.check_originator(account, &txn).await {
-                return refusal;
+        let message = match received {
+            spool::Received::Bytes(b) => store::Body::from(b),
+            spool::Received::File { file, len, ascii } => {
+                store::Body::Spooled(std::sync::Arc::new(store::Spooled {
+                    head: Vec::new(),
+                    file,
+                    offset: 0,
+                    len,
+                    ascii,
+                }))
             }
-            // RFC 6409 §8: the MSA completes what the client left out.
-            let added = crate::identity::missing_msa_fields(&txn.body, &self.context.hostname);
-            if !added.is_empty() {
-                txn.body.splice(0..0, added.into_bytes());
-            }
-        }
-        let id = queue_id();
-        // Submission: every message is DKIM-signed with its From domain's active keys.
-        let signatures = if self.user.is_some() {
-            match sign(&self.context.store, &txn.body).await {
-                Ok(headers) => headers,
-                Err(e) => {
-                    tracing::error!(id, error = %e, "DKIM signing failed: message refused for now");
-                    let detail = format!("not signed: {e}");
-                    self.log_rejection(Some(&txn.mail_from), "submission-unsigned", detail)
-                        .await;
-                    return match e {
-                        crate::identity::SigningError::NoActiveKey(domain) => reply(
-                            451,
-                            "4.7.0",
-                            &format!(
-                                "No DKIM key is active for {domain}: the administrator must activate one"
-                            ),
-                        ),
-                        _ => reply(451, "4.3.0", "Signing failed, try again later"),
-                    };
-                }
-            }
-        } else {
-            String::new()
         };
-        // The MX: SPF, DKIM, ARC and DMARC, recorded in Authentication-Results (any
-        // that claims to be ours is forged and removed first).
-        let mut spam = false;
-        let mut verdict = sieve::run::Spam::Unknown;
-        let mut auth_results = String::new();
-        // The envelope sender is unproven: SPF did not pass and DMARC failed. No
-        // failure report may go to it (backscatter), no copy is forwarded.
-        let mut unproven_sender = false;
-        let mut arc_set = String::new();
-        let mut body = std::mem::take(&mut txn.body);
-        if self.mode == super::Mode::Mx
-            && let Some(verifier) = &self.context.verifier
+        if let store::Body::Spooled(_) = &message
+            && message.header().len() >= spool::MAX_HEADER
         {
-            body = crate::inbound::auth_results::strip_our_results(&body, &self.context.hostname);
+            let detail = format!("header over {} bytes", spool::MAX_HEADER);
+            self.log_rejection(Some(&txn.mail_from), "smtp-header-too-big", detail)
+                .await;
+            return Err(reply(
+                552,
+                "5.3.4",
+                &format!("The header is over {} bytes", spool::MAX_HEADER),
+            ));
+        }
+        Ok(message)
+    }
+
+    /// Stage 2 on submission: the From: and Sender: fields are the user's, the MSA's
+    /// fields are added (RFC 6409 §8), the message is DKIM-signed. Submitted mail is
+    /// read into memory (an authenticated user's, within the size limit).
+    async fn submitted(
+        &self,
+        txn: &Transaction,
+        message: store::Body<'static>,
+        id: &str,
+    ) -> Result<Checked, Vec<u8>> {
+        let Some(account) = self.user.clone() else {
+            return Err(reply(530, "5.7.0", "Authentication required"));
+        };
+        let mut bytes = match message.bytes() {
+            Ok(b) => b.into_owned(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a spooled message");
+                return Err(reply(
+                    451,
+                    "4.3.0",
+                    "Cannot take the message now, try again later",
+                ));
+            }
+        };
+        drop(message);
+        if let Some(refusal) = self.check_originator(account, txn, &bytes).await {
+            return Err(refusal);
+        }
+        let added = crate::identity::missing_msa_fields(&bytes, &self.context.hostname);
+        if !added.is_empty() {
+            bytes.splice(0..0, added.into_bytes());
+        }
+        let signatures = match sign(&self.context.store, &bytes).await {
+            Ok(headers) => headers,
+            Err(e) => {
+                tracing::error!(id, error = %e, "DKIM signing failed: message refused for now");
+                let detail = format!("not signed: {e}");
+                self.log_rejection(Some(&txn.mail_from), "submission-unsigned", detail)
+                    .await;
+                return Err(match e {
+                    crate::identity::SigningError::NoActiveKey(domain) => reply(
+                        451,
+                        "4.7.0",
+                        &format!(
+                            "No DKIM key is active for {domain}: the administrator must activate one"
+                        ),
+                    ),
+                    _ => reply(451, "4.3.0", "Signing failed, try again later"),
+                });
+            }
+        };
+        let prefix = [self.received_header(txn, id), signatures].concat();
+        Ok(Checked {
+            message: store::Body::from(bytes).with_prefix(prefix.as_bytes()),
+            ..Checked::default()
+        })
+    }
+
+    /// Stage 2 on the MX: SPF, DKIM, ARC and DMARC, recorded in Authentication-Results
+    /// (any that claims to be ours is forged and removed first); DMARC's p=reject
+    /// refuses; then the spam milter. A spooled message stays in its file: only its
+    /// header is read, and the body hashes are computed a chunk at a time.
+    async fn verified(
+        &self,
+        txn: &Transaction,
+        message: store::Body<'static>,
+        id: &str,
+    ) -> Result<Checked, Vec<u8>> {
+        let mut checked = Checked::default();
+        let mut message = message;
+        let mut auth_results = String::new();
+        if let Some(verifier) = &self.context.verifier {
+            let header = message.header().into_owned();
+            let stripped =
+                crate::inbound::auth_results::strip_our_results(&header, &self.context.hostname);
+            message = replace_header(&message, header.len(), stripped);
             let helo = self.helo.clone().unwrap_or_default();
             // A copy we forward to another server carries our ARC seal, made with the
             // forwarding domain's key, so the next hop can trust what we verified.
@@ -162,12 +254,30 @@ impl Session {
                 Some((_, domain)) => seal_key(&self.context.store, domain).await,
                 None => None,
             };
-            let input = crate::inbound::auth_results::Input {
-                seal: seal.as_ref(),
-                client_ip: self.info.peer.ip(),
-                helo: &helo,
-                mail_from: &txn.mail_from,
-                message: &body,
+            let (whole, rest);
+            let input = match &message {
+                store::Body::Bytes(b) => {
+                    whole = b.clone();
+                    crate::inbound::auth_results::Input {
+                        seal: seal.as_ref(),
+                        client_ip: self.info.peer.ip(),
+                        helo: &helo,
+                        mail_from: &txn.mail_from,
+                        message: &whole,
+                        body: None,
+                    }
+                }
+                store::Body::Spooled(s) => {
+                    rest = replace_header(&message, s.head.len(), Vec::new());
+                    crate::inbound::auth_results::Input {
+                        seal: seal.as_ref(),
+                        client_ip: self.info.peer.ip(),
+                        helo: &helo,
+                        mail_from: &txn.mail_from,
+                        message: &s.head,
+                        body: Some(&rest),
+                    }
+                }
             };
             let report = verifier.verify(&input).await;
             match report.dmarc {
@@ -175,43 +285,64 @@ impl Session {
                     let detail = format!("DMARC p=reject of {}", report.from_domain);
                     self.log_rejection(Some(&txn.mail_from), "smtp-dmarc-reject", detail)
                         .await;
-                    return reply(
+                    return Err(reply(
                         550,
                         "5.7.1",
                         &format!(
                             "Message rejected: it fails the DMARC policy of {}",
                             report.from_domain
                         ),
-                    );
+                    ));
                 }
-                DmarcAction::Quarantine => spam = true,
+                DmarcAction::Quarantine => checked.spam = true,
                 DmarcAction::None => {}
             }
-            unproven_sender = report.dmarc_outcome.result
+            // The envelope sender is unproven: SPF did not pass and DMARC failed. No
+            // failure report may go to it (backscatter), no copy is forwarded.
+            checked.unproven_sender = report.dmarc_outcome.result
                 == crate::inbound::auth_results::AuthResult::Fail
                 && report.spf.result != crate::inbound::auth_results::AuthResult::Pass;
             auth_results = report.header;
-            arc_set = report.arc_set.unwrap_or_default();
+            checked.arc_set = report.arc_set.unwrap_or_default();
         }
-        let mut message = [
-            self.received_header(&txn, &id).into_bytes(),
-            signatures.into_bytes(),
-            auth_results.into_bytes(),
-            body,
-        ]
-        .concat();
-        if self.mode == super::Mode::Mx
-            && let Some((milter, fail_open)) = &self.context.milter
-        {
-            match self.scan(milter, *fail_open, &txn, &id, message).await {
-                Scanned::Deliver(scanned, flagged) => {
-                    verdict = spam_verdict(&scanned, flagged);
-                    message = scanned;
-                    spam |= flagged;
+        let prefix = [self.received_header(txn, id), auth_results].concat();
+        message = message.with_prefix(prefix.as_bytes());
+        if let Some((milter, fail_open)) = &self.context.milter {
+            // The milter protocol sends the whole message: it is read into memory.
+            let bytes = match message.bytes() {
+                Ok(b) => b.into_owned(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a spooled message");
+                    return Err(reply(
+                        451,
+                        "4.3.0",
+                        "Cannot take the message now, try again later",
+                    ));
                 }
-                Scanned::Reply(reply) => return reply,
+            };
+            match self.scan(milter, *fail_open, txn, id, bytes).await {
+                Scanned::Deliver(scanned, flagged) => {
+                    checked.verdict = spam_verdict(&scanned, flagged);
+                    checked.spam |= flagged;
+                    message = store::Body::from(scanned);
+                }
+                Scanned::Reply(reply) => return Err(reply),
             }
         }
+        checked.message = message;
+        Ok(checked)
+    }
+
+    /// Stage 3: every local copy (through each account's Sieve script), everything
+    /// the scripts send and every queue entry, in one commit, durable before the 250.
+    async fn commit(&self, mut txn: Transaction, checked: Checked, id: &str) -> Vec<u8> {
+        let Checked {
+            message,
+            spam,
+            verdict,
+            unproven_sender,
+            arc_set,
+        } = checked;
         let store = self.context.store.clone();
         let engine = self.context.sieve.clone();
         let hostname = self.context.hostname.clone();
@@ -260,12 +391,10 @@ impl Session {
         let env_id = txn.env_id.clone();
         let ret_full = txn.ret_full;
         let srs = self.context.srs.clone();
-        // Every local copy (through each account's Sieve script), everything the
-        // scripts send and every queue entry: one commit, durable before the 250.
         let delivered = tokio::task::spawn_blocking(move || {
             let mut planner = delivery::Planner::new(&store, &engine, &hostname, &srs);
             let incoming = delivery::Incoming {
-                message: &message,
+                message: message.clone(),
                 envelope_from: &envelope_from,
                 spam: verdict,
                 junk: spam,
@@ -281,17 +410,11 @@ impl Session {
                 return Ok((Some(reason), false));
             }
             if let Some(new) = outbound {
-                planner.batch.enqueue(new, &message[..]);
+                planner.batch.enqueue(new, message.clone());
             }
-            if !forward.is_empty() {
-                let sealed: store::Body<'_> = if arc_set.is_empty() {
-                    store::Body::Borrowed(&message[..])
-                } else {
-                    store::Body::Owned([arc_set.as_bytes(), &message[..]].concat())
-                };
-                for new in forward {
-                    planner.batch.enqueue(new, sealed.clone());
-                }
+            let sealed = message.with_prefix(arc_set.as_bytes());
+            for new in forward {
+                planner.batch.enqueue(new, sealed.clone());
             }
             let committed = store.commit(planner.batch)?;
             Ok::<_, delivery::Error>((None, committed.queued_any()))
@@ -339,9 +462,10 @@ impl Session {
         &self,
         account: store::Account,
         txn: &Transaction,
+        message: &[u8],
     ) -> Option<Vec<u8>> {
         let store = self.context.store.clone();
-        let message = txn.body.clone();
+        let message = message.to_vec();
         let checked = tokio::task::spawn_blocking(move || {
             crate::identity::check_originator(&store, &account, &message)
         })
@@ -521,6 +645,67 @@ fn forward_sender(
     }
 }
 
+/// What the checks of stage 2 leave for the commit.
+#[derive(Debug)]
+struct Checked {
+    /// The message as it will be stored: trace, signature and result fields added.
+    message: store::Body<'static>,
+    /// Spam (the milter's verdict or a DMARC quarantine): to Junk, never forwarded.
+    spam: bool,
+    /// The scanner's verdict, for Sieve's spamtest.
+    verdict: sieve::run::Spam,
+    /// SPF did not pass and DMARC failed.
+    unproven_sender: bool,
+    /// The ARC set for forwarded copies.
+    arc_set: String,
+}
+
+impl Default for Checked {
+    fn default() -> Self {
+        Checked {
+            message: store::Body::from(Vec::new()),
+            spam: false,
+            verdict: sieve::run::Spam::Unknown,
+            unproven_sender: false,
+            arc_set: String::new(),
+        }
+    }
+}
+
+/// `body` with its first `header_len` octets replaced by `header`: a spooled body
+/// keeps reading the rest from its file.
+fn replace_header(
+    body: &store::Body<'static>,
+    header_len: usize,
+    header: Vec<u8>,
+) -> store::Body<'static> {
+    match body {
+        store::Body::Bytes(b) => {
+            let rest = b.get(header_len..).unwrap_or_default();
+            store::Body::from([header.as_slice(), rest].concat())
+        }
+        store::Body::Spooled(s) if header_len <= s.head.len() => {
+            store::Body::Spooled(std::sync::Arc::new(store::Spooled {
+                head: [header.as_slice(), &s.head[header_len..]].concat(),
+                file: s.file.clone(),
+                offset: s.offset,
+                len: s.len,
+                ascii: s.ascii,
+            }))
+        }
+        store::Body::Spooled(s) => {
+            let skip = (header_len - s.head.len()) as u64;
+            store::Body::Spooled(std::sync::Arc::new(store::Spooled {
+                head: header,
+                file: s.file.clone(),
+                offset: s.offset + skip,
+                len: s.len.saturating_sub(skip),
+                ascii: s.ascii,
+            }))
+        }
+    }
+}
+
 /// The outcome of the spam scan.
 enum Scanned {
     /// Deliver this message; `true`: it is spam (to Junk).
@@ -572,21 +757,9 @@ fn data_receiver() -> DataReceiver {
     receiver
 }
 
-/// The offset of the first LF not preceded by CR, or CR not followed by LF.
-fn bare_line_ending(body: &[u8]) -> Option<usize> {
-    let mut prev = 0u8;
-    for (i, &b) in body.iter().enumerate() {
-        if (b == b'\n' && prev != b'\r') || (prev == b'\r' && b != b'\n') {
-            return Some(i);
-        }
-        prev = b;
-    }
-    (prev == b'\r').then(|| body.len() - 1)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{bare_line_ending, data_receiver, spam_verdict};
+    use super::{data_receiver, spam_verdict};
 
     #[test]
     fn data_starts_at_the_beginning_of_a_line() {
@@ -618,14 +791,5 @@ mod tests {
             spam_verdict(b"Subject: x\r\n\r\nx\r\n", false),
             sieve::run::Spam::Unknown
         );
-    }
-
-    #[test]
-    fn bare_line_endings_are_found() {
-        assert_eq!(bare_line_ending(b"a\r\nb\r\n"), None);
-        assert_eq!(bare_line_ending(b"a\nb"), Some(1));
-        assert_eq!(bare_line_ending(b"a\rb"), Some(2));
-        assert_eq!(bare_line_ending(b"a\r"), Some(1));
-        assert_eq!(bare_line_ending(b""), None);
     }
 }

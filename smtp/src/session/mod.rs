@@ -13,6 +13,7 @@ mod data;
 mod ehlo;
 mod mail;
 mod rcpt;
+mod spool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +71,8 @@ pub struct Context {
     pub sieve: Arc<sieve::Engine>,
     /// Rewrites the envelope sender of forwarded mail and reverses it for bounces.
     pub srs: crate::srs::Srs,
+    /// Where messages past 1 MiB are spooled while they arrive (anonymous files).
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// How much mail an account, and a client IP, may submit (`[submission]`
@@ -230,12 +233,16 @@ struct Transaction {
     env_id: Option<String>,
     /// RFC 3461 RET=FULL.
     ret_full: bool,
-    /// The message received so far.
+    /// The message received so far: its last part in memory ...
     body: Vec<u8>,
+    /// ... and everything before it in a file, once it grew past 1 MiB.
+    spool: spool::Spool,
     /// The message grew past the size limit: it is being read and discarded.
     too_big: bool,
     /// A BDAT was refused: the rest of the BDAT sequence is read and discarded.
     bdat_failed: bool,
+    /// Writing the spool file failed: the message is read and refused with 451.
+    spool_failed: bool,
 }
 
 /// One SMTP conversation.
@@ -420,10 +427,18 @@ impl Session {
         };
         let consumed = self.buf.len() - iter.len();
         self.buf.drain(..consumed);
-        if txn.body.len() > max {
-            // Keep reading to the end of the message, keeping none of it.
+        if txn.too_big || txn.bdat_failed || txn.spool_failed {
+            // Read to the end of the message, keeping none of it.
+            txn.body.clear();
+        } else if txn.spool.len(&txn.body) > max as u64 {
             txn.too_big = true;
             txn.body.clear();
+            txn.spool.discard();
+        } else if let Err(e) = txn.spool.spill(&mut txn.body, &self.context.spool_dir) {
+            tracing::error!(error = %e, "cannot spool a message: it will be refused");
+            txn.spool_failed = true;
+            txn.body.clear();
+            txn.spool.discard();
         }
         done
     }
