@@ -33,6 +33,13 @@ pub struct Config {
     pub connections_per_second: u32,
     /// Connections one client IP may hold open at once, across all listeners.
     pub connections_per_ip: u32,
+    /// Connections one listener holds open at once, from all clients together; past
+    /// it new clients get the "try later" reply (the process's file descriptors are
+    /// not all spent on one port).
+    pub connections_per_listener: u32,
+    /// The IPv6 prefix length that counts as one client for the per-IP caps and rates
+    /// (a host usually has a whole /64 to pick addresses from).
+    pub ipv6_client_prefix: u8,
 }
 
 impl Default for Config {
@@ -40,6 +47,26 @@ impl Default for Config {
         Config {
             connections_per_second: 50,
             connections_per_ip: 50,
+            connections_per_listener: 10_000,
+            ipv6_client_prefix: 64,
+        }
+    }
+}
+
+/// The key a client's caps are counted under: its IPv4 address, or its IPv6 address
+/// cut to `prefix` bits.
+pub fn client_key(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let prefix = u32::from(prefix.min(128));
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
+            IpAddr::V6((bits & mask).into())
         }
     }
 }
@@ -122,6 +149,11 @@ pub trait Session: Send + 'static {
     fn shutting_down(&mut self) -> Vec<u8>;
     /// The last words when the client was idle too long.
     fn timed_out(&mut self) -> Vec<u8>;
+    /// When the session must end whatever the client does (an SMTP session's total
+    /// time, a DATA transfer's); the driver then sends [`Session::timed_out`].
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
     /// Bytes the session wants to send without waiting for input (IMAP IDLE updates).
     /// Polled beside the read and dropped when input arrives first, so it must be
     /// cancel-safe. The default never completes.
@@ -204,6 +236,8 @@ pub struct Driver {
     tls: Option<Tls>,
     per_second: KeyedBuckets<IpAddr>,
     per_ip_limit: u32,
+    per_listener_limit: usize,
+    ipv6_prefix: u8,
     open: Mutex<HashMap<IpAddr, u32>>,
     over_cap_log: LogOnce<IpAddr>,
     deny: Arc<crate::deny::DenyList>,
@@ -249,6 +283,9 @@ impl Driver {
                 config.connections_per_second,
             ),
             per_ip_limit: config.connections_per_ip.max(1),
+            per_listener_limit: usize::try_from(config.connections_per_listener.max(1))
+                .unwrap_or(usize::MAX),
+            ipv6_prefix: config.ipv6_client_prefix,
             open: Mutex::new(HashMap::new()),
             over_cap_log: LogOnce::new(Duration::from_secs(60)),
             shutdown: Shutdown::default(),
@@ -289,6 +326,8 @@ impl Driver {
         mode: TlsMode,
         protocol: Arc<P>,
     ) {
+        // Sessions of this listener now open (each holds a clone until it ends).
+        let open_here = Arc::new(());
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -326,12 +365,26 @@ impl Driver {
                 starttls: mode == TlsMode::StartTls,
             };
             crate::metrics::inc("postern_connections_total", Some(("listener", name)));
-            let slot = self.admit(peer.ip(), name);
+            let slot = if Arc::strong_count(&open_here) > self.per_listener_limit {
+                if self.over_cap_log.should_log(&peer.ip()) {
+                    tracing::warn!(
+                        listener = name,
+                        limit = self.per_listener_limit,
+                        "listener at its connection cap: new clients told to try later"
+                    );
+                }
+                None
+            } else {
+                self.admit(peer.ip(), name)
+                    .map(|slot| (slot, open_here.clone()))
+            };
             let driver = self.clone();
             let protocol = protocol.clone();
             self.shutdown.sessions.spawn(async move {
                 let result = match slot {
-                    Some(slot) => driver.run_session(stream, info, mode, &*protocol, slot).await,
+                    Some((slot, _open)) => {
+                        driver.run_session(stream, info, mode, &*protocol, slot).await
+                    }
                     None => driver.refuse(stream, mode, protocol.busy()).await,
                 };
                 if let Err(e) = result {
@@ -344,6 +397,7 @@ impl Driver {
     /// Takes a connection slot for `ip`, or `None` when it is over a cap (logged once
     /// per IP per minute).
     fn admit(self: &Arc<Self>, ip: IpAddr, listener: &'static str) -> Option<Slot> {
+        let ip = client_key(ip, self.ipv6_prefix);
         let bucket = self
             .rate_overrides
             .iter()
@@ -420,13 +474,26 @@ impl Driver {
         let command_timeout = protocol.command_timeout();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
+            // The idle timeout, or less when the session has a deadline sooner; past
+            // the deadline, no more input is read however fast it comes.
+            let wait = match session.deadline() {
+                Some(at) => {
+                    let left = at.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        let _ = write_all(&mut stream, &session.timed_out()).await;
+                        break;
+                    }
+                    idle.min(left)
+                }
+                None => idle,
+            };
             let read = tokio::select! {
                 biased;
                 _ = self.shutdown.close_sessions.cancelled() => {
                     let _ = write_all(&mut stream, &session.shutting_down()).await;
                     break;
                 }
-                read = tokio::time::timeout(idle, stream.read(&mut buf)) => read,
+                read = tokio::time::timeout(wait, stream.read(&mut buf)) => read,
                 pushed = session.unsolicited() => {
                     write_all(&mut stream, &pushed).await?;
                     continue;

@@ -18,6 +18,8 @@ struct ToySession {
     buf: Vec<u8>,
     tls: bool,
     peer: std::net::IpAddr,
+    /// Set by `DEADLINE`: the session ends 300 ms later whatever the client does.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Protocol for Toy {
@@ -27,6 +29,7 @@ impl Protocol for Toy {
             buf: Vec::new(),
             tls: info.tls,
             peer: info.peer.ip(),
+            deadline: None,
         }
     }
     fn busy(&self) -> &'static [u8] {
@@ -65,6 +68,10 @@ impl Session for ToySession {
                 }
                 b"QUIT" => return Output::close([reply, b"BYE\r\n".to_vec()].concat()),
                 b"WHO" => reply.extend_from_slice(format!("{}\r\n", self.peer).as_bytes()),
+                b"DEADLINE" => {
+                    self.deadline = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+                    reply.extend_from_slice(b"OK\r\n");
+                }
                 b"SLOW" => {
                     tokio::time::sleep(COMMAND_TIMEOUT * 10).await;
                     reply.extend_from_slice(b"DONE\r\n");
@@ -82,6 +89,9 @@ impl Session for ToySession {
     }
     fn timed_out(&mut self) -> Vec<u8> {
         b"TIMEOUT\r\n".to_vec()
+    }
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
     }
 }
 
@@ -114,6 +124,7 @@ async fn concurrent_cap_per_ip_gets_busy_reply() {
     let cfg = net::Config {
         connections_per_second: 100,
         connections_per_ip: 2,
+        ..net::Config::default()
     };
     let (_d, addr) = start(cfg, TlsMode::Plain, Duration::from_secs(30), None);
     let mut held = Vec::new();
@@ -140,6 +151,7 @@ async fn connection_rate_per_ip_gets_busy_reply() {
     let cfg = net::Config {
         connections_per_second: 3,
         connections_per_ip: 100,
+        ..net::Config::default()
     };
     let (_d, addr) = start(cfg, TlsMode::Plain, Duration::from_secs(30), None);
     let mut greetings = Vec::new();
@@ -295,4 +307,67 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4() {
     assert_eq!(line(&mut c).await, "HELLO\r\n");
     c.get_mut().write_all(b"WHO\r\n").await.unwrap();
     assert_eq!(line(&mut c).await, "127.0.0.1\r\n");
+}
+
+#[tokio::test]
+async fn a_listener_holds_no_more_connections_than_its_cap() {
+    let cfg = net::Config {
+        connections_per_listener: 3,
+        ..net::Config::default()
+    };
+    let (_d, addr) = start(cfg, TlsMode::Plain, Duration::from_secs(30), None);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        assert_eq!(line(&mut c).await, "HELLO\r\n");
+        held.push(c);
+    }
+    let mut fourth = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut fourth).await, "BUSY\r\n");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut again).await, "HELLO\r\n");
+}
+
+#[tokio::test]
+async fn a_session_deadline_ends_even_a_busy_client() {
+    let (_d, addr) = start(
+        net::Config::default(),
+        TlsMode::Plain,
+        Duration::from_secs(30),
+        None,
+    );
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    c.get_mut().write_all(b"DEADLINE\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "OK\r\n");
+    // A client talking without pause is cut off at the deadline all the same.
+    let started = std::time::Instant::now();
+    loop {
+        c.get_mut().write_all(b"PING\r\n").await.unwrap_or(());
+        let l = line(&mut c).await;
+        if l == "TIMEOUT\r\n" || l.is_empty() {
+            break;
+        }
+        assert_eq!(l, "PONG\r\n");
+        assert!(started.elapsed() < Duration::from_secs(5), "no deadline");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[test]
+fn ipv6_clients_are_counted_by_their_64() {
+    let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+    let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+    let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+    assert_eq!(net::client_key(a, 64), net::client_key(b, 64));
+    assert_ne!(net::client_key(a, 64), net::client_key(c, 64));
+    assert_ne!(net::client_key(a, 128), net::client_key(b, 128));
+    let v4: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    assert_eq!(net::client_key(v4, 64), v4);
+    assert_eq!(
+        net::client_key(a, 0),
+        "::".parse::<std::net::IpAddr>().unwrap()
+    );
 }

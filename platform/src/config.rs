@@ -57,6 +57,8 @@ pub struct Config {
     pub net: common::net::Config,
     /// Nightly backups (`postern backup` makes one at any time).
     pub backup: crate::backup::Config,
+    /// The activity log.
+    pub audit: store::AuditConfig,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             auth: Default::default(),
             net: Default::default(),
             backup: Default::default(),
+            audit: Default::default(),
         }
     }
 }

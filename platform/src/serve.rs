@@ -14,6 +14,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+/// Raises the soft limit on open files to the hard one: every connection holds a
+/// descriptor, and the usual soft limit (1024) is far below `[net]`'s caps.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open file limit"),
+    }
+}
+
 /// The directory incoming messages are spooled in past 1 MiB (anonymous files: none
 /// outlives its session), on the data directory's file system.
 fn spool_dir(data_dir: &Path) -> Result<std::path::PathBuf> {
@@ -25,6 +40,55 @@ fn spool_dir(data_dir: &Path) -> Result<std::path::PathBuf> {
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// The activity log's upkeep: each minute the refusal counts whose minute is over
+/// are written ([`store::Store::flush_refusals`]); once a day (and at start) entries
+/// older than `[audit] keep_days` are deleted. At shutdown the counts still open are
+/// written.
+async fn audit_upkeep(
+    store: Arc<store::Store>,
+    config: store::AuditConfig,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut next_prune = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        let store2 = store.clone();
+        let prune = tokio::time::Instant::now() >= next_prune && config.keep_days > 0;
+        let keep = Duration::from_secs(u64::from(config.keep_days) * 86_400);
+        let done = tokio::task::spawn_blocking(move || {
+            store2.flush_refusals(false)?;
+            if prune {
+                let before = std::time::SystemTime::now()
+                    .checked_sub(keep)
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let removed = store2.prune_events(before)?;
+                if removed > 0 {
+                    tracing::info!(
+                        removed,
+                        "activity log entries past [audit] keep_days deleted"
+                    );
+                }
+            }
+            Ok::<_, store::Error>(())
+        })
+        .await;
+        if prune {
+            next_prune = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        }
+        if !matches!(done, Ok(Ok(()))) {
+            tracing::error!(?done, "activity log upkeep failed");
+        }
+    }
+    let flushed = tokio::task::spawn_blocking(move || store.flush_refusals(true)).await;
+    if !matches!(flushed, Ok(Ok(_))) {
+        tracing::error!("could not write the last refusal counts to the activity log");
+    }
 }
 
 /// Which protocol a listener speaks.
@@ -105,6 +169,7 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     common::install_crypto_provider();
+    raise_file_limit();
     ensure_data_dir(&config.data_dir)?;
     let tls = load_tls(&config)?;
 
@@ -293,6 +358,12 @@ async fn serve(config: Config) -> Result<()> {
             stop_backups.clone(),
         ))
     });
+    let stop_audit = CancellationToken::new();
+    let audit_task = tokio::spawn(audit_upkeep(
+        store.clone(),
+        config.audit.clone(),
+        stop_audit.clone(),
+    ));
     let stop_control = CancellationToken::new();
     let control_socket = crate::control::bind(&config.data_dir)?;
     let mut control = tokio::spawn(crate::control::serve(
@@ -337,6 +408,10 @@ async fn serve(config: Config) -> Result<()> {
         && let Err(e) = task.await
     {
         tracing::error!(error = %e, "the nightly backup task failed");
+    }
+    stop_audit.cancel();
+    if let Err(e) = audit_task.await {
+        tracing::error!(error = %e, "the activity log upkeep failed");
     }
     stop_control.cancel();
     let ended = match control_ended {

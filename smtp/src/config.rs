@@ -18,6 +18,12 @@ pub struct Config {
     /// Recipients accepted per message; more get `452 4.5.3` (RFC 5321 §4.5.3.1.8
     /// asks for at least 100).
     pub max_recipients: usize,
+    /// The longest an SMTP session (MX or submission) may last, in seconds, however
+    /// busy; then `421 4.4.2` and the connection closes.
+    pub max_session_seconds: u64,
+    /// The longest one message may take to arrive (DATA to its end, or the BDAT
+    /// chunks), in seconds; then `421 4.4.2`.
+    pub max_data_seconds: u64,
 }
 
 impl Default for Config {
@@ -26,6 +32,8 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([0u16; 8], 25))],
             max_message_size: 50 * 1024 * 1024,
             max_recipients: 100,
+            max_session_seconds: 30 * 60,
+            max_data_seconds: 10 * 60,
         }
     }
 }

@@ -50,7 +50,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
 pub use apps::{App, Container};
-pub use audit::{AuditEntry, AuditEvent};
+pub use audit::{AuditConfig, AuditEntry, AuditEvent};
 pub use batch::{Appended, Batch, Committed, Once};
 pub use body::{Body, Spooled};
 pub use changes::Change;
@@ -257,6 +257,8 @@ pub struct Store {
     blob_gate: RwLock<()>,
     /// Batches waiting for the next group commit.
     commit_queue: std::sync::Mutex<Vec<batch::Pending>>,
+    /// Refusals of unauthenticated clients being counted ([`Store::log_refusal`]).
+    refusals: audit::Refusals,
     /// Held by the commit that commits the queued ones (the group-commit leader).
     commit_lock: std::sync::Mutex<()>,
 }
@@ -307,6 +309,7 @@ impl Store {
             changes,
             blob_gate: RwLock::new(()),
             commit_queue: std::sync::Mutex::new(Vec::new()),
+            refusals: audit::Refusals::default(),
             commit_lock: std::sync::Mutex::new(()),
         })
     }

@@ -17,6 +17,7 @@ impl Session {
                 reply(503, "5.5.1", "BDAT in progress: finish it with BDAT LAST")
             }
             Some(_) => {
+                self.start_data_clock();
                 self.input = Input::Data(data_receiver());
                 reply(354, "2.0.0", "Send the message, end with <CRLF>.<CRLF>")
             }
@@ -34,8 +35,20 @@ impl Session {
             }
             Some(_) => None,
         };
+        self.start_data_clock();
         self.input = Input::Bdat(BdatReceiver::new(chunk_size, is_last));
         Vec::new()
+    }
+
+    /// A message starts arriving: it has `[smtp] max_data_seconds` (the first BDAT
+    /// chunk starts the clock for all of them).
+    fn start_data_clock(&mut self) {
+        if self.data_ends_at.is_none() {
+            self.data_ends_at = Some(
+                tokio::time::Instant::now()
+                    + std::time::Duration::from_secs(self.context.config.max_data_seconds.max(1)),
+            );
+        }
     }
 
     /// A BDAT chunk that is not the last one has arrived.

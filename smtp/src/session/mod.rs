@@ -177,6 +177,9 @@ impl net::Protocol for Smtp {
             user: None,
             sasl: None,
             dnsbl: None,
+            ends_at: tokio::time::Instant::now()
+                + Duration::from_secs(self.context.config.max_session_seconds.max(1)),
+            data_ends_at: None,
         }
     }
 
@@ -268,6 +271,10 @@ pub struct Session {
     sasl: Option<auth::Sasl>,
     /// The DNSBL verdict on this client, looked up at its first MAIL.
     dnsbl: Option<crate::inbound::dnsbl::Listing>,
+    /// When the session ends whatever happens (`[smtp] max_session_seconds`).
+    ends_at: tokio::time::Instant,
+    /// When the message now arriving must have arrived (`[smtp] max_data_seconds`).
+    data_ends_at: Option<tokio::time::Instant>,
 }
 
 /// A reply with its enhanced status code (RFC 2034 / RFC 3463): every reply has one.
@@ -335,6 +342,7 @@ impl Session {
             } => Output::reply(self.handle_bdat(chunk_size, is_last)),
             Request::Rset => {
                 self.transaction = None;
+                self.data_ends_at = None;
                 Output::reply(reply(250, "2.0.0", "OK"))
             }
             Request::Noop { .. } => Output::reply(reply(250, "2.0.0", "OK")),
@@ -387,16 +395,31 @@ impl Session {
             (None, Some(s)) => format!("<{s}>"),
             (None, None) => "-".to_string(),
         };
-        tracing::info!(peer = %self.info.peer, %actor, action, %detail, "refused");
         let event = store::AuditEvent {
             actor,
             action: action.to_string(),
             ip: Some(self.info.peer.ip()),
             detail,
         };
-        let logged = tokio::task::spawn_blocking(move || store.log_event(&event)).await;
-        if !matches!(logged, Ok(Ok(()))) {
-            tracing::error!("could not write a rejection to the activity log");
+        // A client that did not log in gets one entry per kind of refusal per minute
+        // (with a count), in the activity log and in the serve log.
+        let authenticated = self.user.is_some();
+        let logged = tokio::task::spawn_blocking(move || {
+            let written = if authenticated {
+                store.log_event(&event).map(|()| true)
+            } else {
+                store.log_refusal(&event)
+            };
+            (written, event)
+        })
+        .await;
+        match logged {
+            Ok((Ok(written), event)) => {
+                if written {
+                    tracing::info!(peer = %self.info.peer, actor = %event.actor, action, detail = %event.detail, "refused");
+                }
+            }
+            _ => tracing::error!("could not write a rejection to the activity log"),
         }
     }
 
@@ -476,6 +499,9 @@ impl net::Session for Session {
                     Some(last) => {
                         let is_data = matches!(self.input, Input::Data(_));
                         self.input = Input::Commands;
+                        if is_data || last {
+                            self.data_ends_at = None;
+                        }
                         out.extend(if is_data || last {
                             self.finish_message().await
                         } else {
@@ -535,6 +561,24 @@ impl net::Session for Session {
     }
 
     fn timed_out(&mut self) -> Vec<u8> {
-        reply(421, "4.4.2", "Idle too long, closing connection")
+        let now = tokio::time::Instant::now();
+        if now >= self.ends_at {
+            reply(421, "4.4.2", "Session too long, closing connection")
+        } else if self.data_ends_at.is_some_and(|d| now >= d) {
+            reply(
+                421,
+                "4.4.2",
+                "The message took too long to arrive, closing connection",
+            )
+        } else {
+            reply(421, "4.4.2", "Idle too long, closing connection")
+        }
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        Some(match self.data_ends_at {
+            Some(d) => d.min(self.ends_at),
+            None => self.ends_at,
+        })
     }
 }
