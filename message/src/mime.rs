@@ -84,6 +84,8 @@ pub struct Part {
     pub opaque: bool,
     /// LF count before `body.start` in the source.
     body_lines_before: usize,
+    /// On part 0: some structure was nested deeper than the depth limit.
+    truncated: bool,
     /// Whether the part is a direct child of a multipart/digest.
     in_digest: bool,
 }
@@ -149,6 +151,13 @@ impl<'x> Mime<'x> {
             mime.parts[id].kind = Kind::Message(root);
         }
         mime
+    }
+
+    /// Whether the message nests multiparts or messages deeper than the depth limit
+    /// (readers that would recurse over the whole structure, such as sieve-rs's
+    /// mail-parser tree, must not be given it).
+    pub fn too_deep(&self) -> bool {
+        self.parts.iter().any(|p| p.truncated)
     }
 
     /// Every part; the message is part 0.
@@ -346,6 +355,12 @@ fn walk(
             let boundary = classify(p, buf);
             in_header = false;
             let descend = parts.len() < limits.max_parts && parts[id].depth < limits.max_depth;
+            if parts[id].depth >= limits.max_depth
+                && (parts[id].media_type == "multipart" || parts[id].is_message())
+            {
+                // A structure this deep is cut here: the first part cut is remembered.
+                parts[0].truncated = true;
+            }
             let p = &mut parts[id];
             match (p.media_type.as_str(), p.media_subtype.as_str()) {
                 ("multipart", _) => match boundary {
@@ -415,6 +430,7 @@ fn new_part(
         opaque: false,
         body_lines_before: lines_before,
         in_digest,
+        truncated: false,
     });
     parts.len() - 1
 }

@@ -80,3 +80,49 @@ fn nested_mime_bombs_do_not_take_the_server_down() {
     let log = server.log();
     assert!(out.contains("bombs ok"), "{out}\n{log}");
 }
+
+/// The same bombs to a user whose Sieve script runs at delivery: sieve-rs parses the
+/// whole message with mail-parser, whose nested-message tree overflowed the stack when
+/// dropped. The message is kept without running the script, the server stays up.
+#[test]
+fn nested_mime_bombs_do_not_take_delivery_down_through_sieve() {
+    let (setup, server) = setup();
+    tests::sieve::put_script(
+        &setup,
+        PW,
+        "alice@example.test",
+        "filter",
+        "require \"fileinto\";\nif header :contains \"subject\" \"nothing\" { fileinto \"Junk\"; }\n",
+    );
+    let out = python(
+        &format!("{PRELUDE}{}", r#"
+import smtplib
+smtp_port = int(sys.argv[4])
+head = "From: a@example.org\r\nTo: alice@example.test\r\nSubject: rfc822 bomb\r\nContent-Type: message/rfc822\r\n\r\n"
+bomb = head + "Content-Type:message/rfc822\r\n\r\n" * 20000 + "innermost\r\n"
+s = smtplib.SMTP("127.0.0.1", smtp_port)
+assert s.sendmail("a@example.org", ["alice@example.test"], bomb.encode()) == {}
+assert s.sendmail("a@example.org", ["alice@example.test"], b"From: a@example.org\r\nSubject: plain\r\n\r\nx\r\n") == {}
+s.quit()
+m = connect(); ok(m.select("INBOX"))
+assert len(ok(m.search(None, "ALL"))[0].split()) == 2
+m.logout()
+print("sieve bombs ok")
+"#),
+        &[
+            &setup.ports.imaps.port().to_string(),
+            "alice@example.test",
+            PW,
+            &setup.ports.smtp.port().to_string(),
+        ],
+    )
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = server.log();
+    assert!(text.contains("sieve bombs ok"), "{text}\n{log}");
+    assert!(log.contains("nested too deep for a Sieve script"), "{log}");
+}

@@ -36,6 +36,7 @@ fn text(mime: &Mime<'_>, id: PartId) -> String {
 #[test]
 fn parts_and_their_octets() {
     let mime = Mime::parse(MIXED);
+    assert!(!mime.too_deep());
     let root = mime.part(0);
     assert_eq!(root.media_type, "multipart");
     assert_eq!(mime.children(0).len(), 2);
@@ -177,6 +178,7 @@ fn deep_nesting_is_cut_at_the_depth_limit() {
             let mime = Mime::parse(&raw);
             let limits = Limits::default();
             assert!(mime.parts().iter().all(|p| p.depth <= limits.max_depth));
+            assert!(mime.too_deep());
             let deepest = mime.parts().iter().max_by_key(|p| p.depth).unwrap();
             assert_eq!(deepest.depth, limits.max_depth);
             assert!(deepest.opaque, "{deepest:?}");

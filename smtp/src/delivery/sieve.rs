@@ -205,6 +205,13 @@ impl<'s, 'm> Planner<'s, 'm> {
                 return None;
             }
         };
+        // sieve-rs reads the message with mail-parser, whose tree of nested messages
+        // is recursive to build and drop: a message nested deeper than the MIME
+        // walker's limit is kept without running the script.
+        if message::Mime::parse(&bytes).too_deep() {
+            tracing::warn!(account = %account.email, script = %name, "MIME structure nested too deep for a Sieve script: the message is kept in INBOX");
+            return None;
+        }
         let delivery = Delivery {
             message: &bytes,
             envelope_from: &msg.envelope_from,
