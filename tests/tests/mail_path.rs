@@ -505,3 +505,65 @@ print("done")
     // One entry per address in the minute (the counts follow when the minute ends).
     assert!(after - before <= 400, "{before} -> {after}");
 }
+
+#[test]
+fn nothing_automatic_goes_back_to_a_sender_that_failed_spf_and_dmarc() {
+    // forged.test publishes SPF -all and DMARC p=none: its mail from here fails both
+    // and is delivered; the sender it names did not send it.
+    let mut zones = tests::dns::standard_zones();
+    let test = zones
+        .remove(0)
+        .record("forged 300 IN TXT \"v=spf1 -all\"")
+        .record("_dmarc.forged 300 IN TXT \"v=DMARC1; p=none\"");
+    zones.insert(0, test);
+    let dns = tests::dns::TestDns::start(&zones).unwrap();
+    let mut setup = tests::harness::Setup::quickstart("admin@example.test", "").unwrap();
+    setup
+        .write_config(&format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout_seconds = 1\n[queue]\nretry_first_seconds = 1\nretry_max_seconds = 1\nmax_age_seconds = 2\n",
+            dns.addr()
+        ))
+        .unwrap();
+    add_users(&setup, &["alice", "bob"]);
+    setup
+        .cli_ok(&["user", "quota", "alice@example.test", "1024"], None)
+        .unwrap();
+    let server = setup.serve().unwrap();
+    tests::sieve::put_script(
+        &setup,
+        PW,
+        "bob@example.test",
+        "away",
+        "require \"vacation\";\nvacation :subject \"Away\" \"I am away.\";\n",
+    );
+    drive(
+        &setup,
+        &server,
+        &format!(
+            "{SMTP_PRELUDE}{}",
+            r#"
+big = "From: x@forged.test\r\nTo: alice@example.test, bob@example.test\r\nSubject: forged\r\n\r\n" + ("y" * 76 + "\r\n") * 64
+code, text = mx(big, frm="x@forged.test", to=("alice@example.test", "bob@example.test"))
+assert code == 250, (code, text)
+print("done")
+"#
+        ),
+    );
+    // Alice's copy waits for room, expires, and is not reported to the forged sender;
+    // bob's vacation script does not answer it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = server.log();
+        if log.contains("no failure report: the sender failed SPF and DMARC") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = server.log();
+    assert!(log.contains("no vacation reply: the sender failed SPF and DMARC"), "{log}");
+    assert!(!log.contains("failure report sent"), "{log}");
+    assert_eq!(inbox_count(&setup, "bob"), 1);
+    let queue = setup.cli_ok(&["queue", "list"], None).unwrap();
+    assert!(queue.contains("The queue is empty"), "{queue}");
+}

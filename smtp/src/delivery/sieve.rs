@@ -340,6 +340,7 @@ impl<'s, 'm> Planner<'s, 'm> {
                 smtputf8: !body.is_ascii(),
                 env_id: self.env_id.clone(),
                 ret_full: self.ret_full,
+                no_reports: msg.unproven,
                 ..store::NewQueued::default()
             };
             self.batch
@@ -636,6 +637,7 @@ impl<'s, 'm> Planner<'s, 'm> {
         let smtputf8 = !msg.body.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
         self.batch.enqueue(
             store::NewQueued {
+                no_reports: msg.unproven,
                 sender: msg.envelope_from.clone(),
                 recipients: recipients
                     .iter()
