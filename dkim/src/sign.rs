@@ -105,29 +105,28 @@ pub fn arc_seal(
     arc: &mail_auth::ArcOutput<'_>,
     key: &SigningKey,
 ) -> Result<String, Error> {
-    use mail_auth::arc::ArcSealer;
     let err = |e: mail_auth::Error| Error::Key(format!("ARC seal by {}: {e}", key.domain));
-    let set = match parsed(key)? {
-        Parsed::Ed25519(pk) => ArcSealer::from_key(Shared(pk))
-            .domain(key.domain.clone())
-            .selector(key.selector.clone())
-            .headers(ARC_SIGNED_HEADERS)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .seal(message, results, arc)
-            .map_err(err)?
-            .to_header(),
-        Parsed::Rsa(pk) => ArcSealer::from_key(Shared(pk))
-            .domain(key.domain.clone())
-            .selector(key.selector.clone())
-            .headers(ARC_SIGNED_HEADERS)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .seal(message, results, arc)
-            .map_err(err)?
-            .to_header(),
-    };
-    Ok(set)
+    match parsed(key)? {
+        Parsed::Ed25519(pk) => seal_with(Shared(pk), key, message, results, arc).map_err(err),
+        Parsed::Rsa(pk) => seal_with(Shared(pk), key, message, results, arc).map_err(err),
+    }
+}
+
+fn seal_with<K: mail_auth::common::crypto::SigningKey<Hasher = Sha256>>(
+    pk: K,
+    key: &SigningKey,
+    message: &mail_auth::AuthenticatedMessage<'_>,
+    results: &mail_auth::AuthenticationResults<'_>,
+    arc: &mail_auth::ArcOutput<'_>,
+) -> mail_auth::Result<String> {
+    Ok(mail_auth::arc::ArcSealer::from_key(pk)
+        .domain(key.domain.clone())
+        .selector(key.selector.clone())
+        .headers(ARC_SIGNED_HEADERS)
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .seal(message, results, arc)?
+        .to_header())
 }
 
 /// A private key parsed once and shared by every signature made with it.

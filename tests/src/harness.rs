@@ -278,6 +278,29 @@ listen = ["{https}"]
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// Adds the account `email` with `password`.
+    pub fn add_user(&self, email: &str, password: &str) -> Result<()> {
+        self.cli_ok(
+            &["user", "add", email, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        )?;
+        Ok(())
+    }
+
+    /// How many messages `postern mail list` shows in `email`'s `mailbox`.
+    pub fn mail_count(&self, email: &str, mailbox: &str) -> Result<usize> {
+        Ok(self
+            .cli_ok(&["mail", "list", email, "--mailbox", mailbox], None)?
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit())
+            })
+            .count())
+    }
+
     /// Starts `postern serve` and waits until it is running.
     pub fn serve(&self) -> Result<Server> {
         Server::start(&self.config)

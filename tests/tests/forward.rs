@@ -36,21 +36,6 @@ fn wait_maildir(
     }
 }
 
-/// The INBOX line count of `postern mail list`.
-fn inbox_count(setup: &Setup, email: &str) -> usize {
-    setup
-        .cli_ok(&["mail", "list", email], None)
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.trim_start()
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_digit())
-        })
-        .count()
-}
-
 /// Checks the ARC chain of `message` with dkimpy (`dkim.arc_verify`), its keys
 /// looked up in `records` (zone-file lines of `postern dns records`).
 const ARC_VERIFY: &str = r#"
@@ -74,12 +59,7 @@ fn an_alias_forwards_with_srs_and_an_arc_seal_and_bounces_come_back() {
     ensure_postfix().unwrap();
     ensure_package("python3-dkim").unwrap();
     let mut setup = Setup::quickstart("admin@example.test", "").unwrap();
-    setup
-        .cli_ok(
-            &["user", "add", "bob@example.test", "--password-stdin"],
-            Some("Bob-Pass-1!\n"),
-        )
-        .unwrap();
+    setup.add_user("bob@example.test", "Bob-Pass-1!").unwrap();
     setup
         .cli_ok(
             &[
@@ -144,8 +124,8 @@ s.quit()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(inbox_count(&setup, "admin@example.test"), 1);
-    assert_eq!(inbox_count(&setup, "bob@example.test"), 1);
+    assert_eq!(setup.mail_count("admin@example.test", "INBOX").unwrap(), 1);
+    assert_eq!(setup.mail_count("bob@example.test", "INBOX").unwrap(), 1);
 
     let forwarded = wait_maildir(&mail.join("carol"), &postfix, &server);
     let return_path = forwarded

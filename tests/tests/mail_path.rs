@@ -46,25 +46,21 @@ fn drive_with(
 const SMTP_PRELUDE: &str = r#"
 import smtplib
 mx_port = int(sys.argv[4]); sub_port = int(sys.argv[5])
+def send(port, raw, frm, to, login):
+    s = smtplib.SMTP("127.0.0.1", port)
+    if login:
+        s.starttls(context=ctx); s.login(user, pw)
+    try:
+        s.sendmail(frm, list(to), raw.encode())
+        return 250, ""
+    except smtplib.SMTPDataError as e:
+        return e.smtp_code, e.smtp_error.decode()
+    finally:
+        s.quit()
 def submit(raw, frm="alice@example.test", to=("alice@example.test",)):
-    s = smtplib.SMTP("127.0.0.1", sub_port)
-    s.starttls(context=ctx); s.login(user, pw)
-    try:
-        s.sendmail(frm, list(to), raw.encode())
-        return 250, ""
-    except smtplib.SMTPDataError as e:
-        return e.smtp_code, e.smtp_error.decode()
-    finally:
-        s.quit()
+    return send(sub_port, raw, frm, to, True)
 def mx(raw, frm="someone@other.test", to=("alice@example.test",)):
-    s = smtplib.SMTP("127.0.0.1", mx_port)
-    try:
-        s.sendmail(frm, list(to), raw.encode())
-        return 250, ""
-    except smtplib.SMTPDataError as e:
-        return e.smtp_code, e.smtp_error.decode()
-    finally:
-        s.quit()
+    return send(mx_port, raw, frm, to, False)
 def inbox():
     m = connect(); ok(m.select("INBOX"))
     n = int(ok(m.search(None, "ALL"))[0].split()[-1]) if ok(m.search(None, "ALL"))[0] else 0
@@ -239,33 +235,15 @@ print("done")
 /// The users the next tests deliver to, with the test password.
 fn add_users(setup: &tests::harness::Setup, users: &[&str]) {
     for user in users {
-        setup
-            .cli_ok(
-                &[
-                    "user",
-                    "add",
-                    &format!("{user}@example.test"),
-                    "--password-stdin",
-                ],
-                Some(&format!("{PW}\n")),
-            )
-            .unwrap();
+        setup.add_user(&format!("{user}@example.test"), PW).unwrap();
     }
 }
 
-/// How many messages `postern mail list` shows for a user's INBOX.
+/// How many messages a user's INBOX holds.
 fn inbox_count(setup: &tests::harness::Setup, user: &str) -> usize {
     setup
-        .cli_ok(&["mail", "list", &format!("{user}@example.test")], None)
+        .mail_count(&format!("{user}@example.test"), "INBOX")
         .unwrap()
-        .lines()
-        .filter(|l| {
-            l.trim_start()
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_digit())
-        })
-        .count()
 }
 
 #[test]
@@ -561,7 +539,10 @@ print("done")
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let log = server.log();
-    assert!(log.contains("no vacation reply: the sender failed SPF and DMARC"), "{log}");
+    assert!(
+        log.contains("no vacation reply: the sender failed SPF and DMARC"),
+        "{log}"
+    );
     assert!(!log.contains("failure report sent"), "{log}");
     assert_eq!(inbox_count(&setup, "bob"), 1);
     let queue = setup.cli_ok(&["queue", "list"], None).unwrap();

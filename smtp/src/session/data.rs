@@ -197,17 +197,7 @@ impl Session {
         let Some(account) = self.user.clone() else {
             return Err(reply(530, "5.7.0", "Authentication required"));
         };
-        let mut bytes = match message.bytes() {
-            Ok(b) => b.into_owned(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a spooled message");
-                return Err(reply(
-                    451,
-                    "4.3.0",
-                    "Cannot take the message now, try again later",
-                ));
-            }
-        };
+        let mut bytes = whole(&message)?;
         drop(message);
         if let Some(refusal) = self.check_originator(account, txn, &bytes).await {
             return Err(refusal);
@@ -322,17 +312,7 @@ impl Session {
         message = message.with_prefix(prefix.as_bytes());
         if let Some((milter, fail_open)) = &self.context.milter {
             // The milter protocol sends the whole message: it is read into memory.
-            let bytes = match message.bytes() {
-                Ok(b) => b.into_owned(),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read a spooled message");
-                    return Err(reply(
-                        451,
-                        "4.3.0",
-                        "Cannot take the message now, try again later",
-                    ));
-                }
-            };
+            let bytes = whole(&message)?;
             match self.scan(milter, *fail_open, txn, id, bytes).await {
                 Scanned::Deliver(scanned, flagged) => {
                     checked.verdict = spam_verdict(&scanned, flagged);
@@ -683,6 +663,18 @@ impl Default for Checked {
             arc_set: String::new(),
         }
     }
+}
+
+/// The whole message in memory (read from its spool file when it is there), or the
+/// temporary refusal when it cannot be read.
+fn whole(message: &store::Body<'_>) -> Result<Vec<u8>, Vec<u8>> {
+    message
+        .bytes()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot read a spooled message");
+            reply(451, "4.3.0", "Cannot take the message now, try again later")
+        })
 }
 
 /// `body` with its first `header_len` octets replaced by `header`: a spooled body
