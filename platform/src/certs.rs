@@ -33,6 +33,25 @@ impl CertInfo {
     }
 }
 
+/// Every host name the HTTPS front answers for: the names certificates are ordered
+/// for ([`crate::acme::wanted_names`]) and each mail domain itself (autoconfiguration
+/// is served there too); lower case, without a trailing dot.
+pub fn served_names(config: &Config, store: &store::Store) -> Vec<String> {
+    let mut names = crate::acme::wanted_names(config, store);
+    if let Ok(domains) = store.domains() {
+        for domain in domains {
+            if !names.contains(&domain.name) {
+                names.push(domain.name);
+            }
+        }
+    }
+    let hostname = config.hostname.trim_end_matches('.').to_ascii_lowercase();
+    if !names.contains(&hostname) {
+        names.push(hostname);
+    }
+    names
+}
+
 /// The default pair's certificate file: `[tls] cert`, or `DATA_DIR/tls/cert.pem`.
 pub fn default_cert(config: &Config) -> PathBuf {
     if config.tls.cert.as_os_str().is_empty() {

@@ -92,6 +92,7 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     common::install_crypto_provider();
+    raise_file_limit();
     ensure_data_dir(&config.data_dir)?;
     let tls = load_tls(&config)?;
 
@@ -231,6 +232,7 @@ async fn serve(config: Config) -> Result<()> {
         submissions_port: port(&config.submission.listen_tls),
         submission_port: port(&config.submission.listen),
         imaps_port: port(&config.imap.listen_tls),
+        caps: crate::web::caps(&config.http),
     });
     for (name, service, mode, addr, listener) in bound {
         match service {
@@ -331,6 +333,17 @@ async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every connection is a file: the soft open-file limit goes up to the hard one.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+    }
 }
 
 fn ensure_data_dir(dir: &Path) -> Result<()> {

@@ -165,29 +165,13 @@ async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "not_found", "No such route".into())
 }
 
-/// The API answers only on the admin host: `[admin] host`, or `my.<domain>` for one
-/// of our domains when that is empty.
+/// The API answers only on the admin host ([`Web::is_admin_host`]).
 pub(crate) async fn only_admin_host(
     State(web): State<Arc<Web>>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let host = crate::web::host_of(&request);
-    let allowed = if web.admin_host.is_empty() {
-        match host.strip_prefix("my.") {
-            Some(domain) => {
-                let store = web.store.clone();
-                let domain = domain.to_string();
-                tokio::task::spawn_blocking(move || store.domain(&domain).ok().flatten().is_some())
-                    .await
-                    .unwrap_or(false)
-            }
-            None => false,
-        }
-    } else {
-        host == web.admin_host
-    };
-    if allowed {
+    if web.is_admin_host(&crate::web::host_of(&request)).await {
         next.run(request).await
     } else {
         not_found().await.into_response()
