@@ -32,6 +32,7 @@ mod message;
 mod queue;
 mod sieve;
 mod sts;
+mod tokens;
 
 use std::fs;
 use std::io;
@@ -58,6 +59,7 @@ pub use message::{MessageMeta, header_block, normalize_flags};
 pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
 pub use sieve::SieveScript;
 pub use sts::StsPolicy;
+pub use tokens::AdminToken;
 
 /// Identifies an account; allocated from a counter, never reused.
 pub type AccountId = u64;
@@ -235,6 +237,8 @@ pub(crate) mod tables {
     pub const FW_LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_lists");
     /// Address -> JSON [`crate::firewall::Ban`], the automatic bans.
     pub const FW_BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_bans");
+    /// Hex SHA-256 of an admin API token -> JSON [`crate::AdminToken`].
+    pub const ADMIN_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("admin_tokens");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -401,6 +405,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::FW_BLOCKS)?;
     txn.open_table(tables::FW_LISTS)?;
     txn.open_table(tables::FW_BANS)?;
+    txn.open_table(tables::ADMIN_TOKENS)?;
     txn.commit()?;
     Ok(())
 }

@@ -286,6 +286,7 @@ pub(crate) static TABLES: &[&dyn AnyTable] = &[
     &Typed(tables::FW_BLOCKS),
     &Typed(tables::FW_LISTS),
     &Typed(tables::FW_BANS),
+    &Typed(tables::ADMIN_TOKENS),
 ];
 
 /// The table called `name`.
