@@ -16,14 +16,14 @@ pub enum Request {
     /// Create an account; no password: generate one and print it.
     UserAdd {
         email: String,
-        password: Option<String>,
+        password: Option<common::secret::Secret>,
     },
     /// List accounts.
     UserList,
     /// Set an account's password; no password: generate one and print it.
     UserPasswd {
         email: String,
-        password: Option<String>,
+        password: Option<common::secret::Secret>,
     },
     /// Delete an account and its mail.
     UserDel { email: String },
@@ -290,11 +290,13 @@ fn unreachable_firewall() -> Result<String, Refusal> {
     ))
 }
 
-fn password_or_generated(password: &Option<String>) -> Result<(String, bool), Refusal> {
+fn password_or_generated(
+    password: &Option<common::secret::Secret>,
+) -> Result<(String, bool), Refusal> {
     match password {
         Some(p) => {
-            common::auth::check_policy(p)?;
-            Ok((p.clone(), false))
+            common::auth::check_policy(p.expose())?;
+            Ok((p.expose().to_string(), false))
         }
         None => Ok((common::auth::generate_password()?, true)),
     }
@@ -314,6 +316,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
         Request::UserPasswd { email, password } => {
             let (password, generated) = password_or_generated(password)?;
             store.set_password(email, &common::auth::hash_password(&password)?)?;
+            crate::api::revoke_tokens(store, email);
             let mut out = format!("Password changed for {}\n", email.to_ascii_lowercase());
             if generated {
                 let _ = writeln!(out, "Password: {password}");
@@ -340,6 +343,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
         }
         Request::UserDel { email } => {
             store.delete_account(email)?;
+            crate::api::revoke_tokens(store, email);
             format!(
                 "Deleted account {} and its mail\n",
                 email.to_ascii_lowercase()

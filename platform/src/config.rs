@@ -87,6 +87,16 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The same, with every secret (`[queue] relay_password`) replaced by
+    /// `<redacted>` when set: for showing it.
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        config.queue.relay_password = config.queue.relay_password.redacted();
+        config
+    }
+}
+
 fn system_hostname() -> String {
     nix::unistd::gethostname()
         .ok()

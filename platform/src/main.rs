@@ -746,7 +746,7 @@ fn user_request(c: UserCommand) -> Result<Request> {
 }
 
 /// The password from standard input, without its trailing newline.
-fn stdin_password(enabled: bool) -> Result<Option<String>> {
+fn stdin_password(enabled: bool) -> Result<Option<common::secret::Secret>> {
     if !enabled {
         return Ok(None);
     }
@@ -766,7 +766,7 @@ fn stdin_password(enabled: bool) -> Result<Option<String>> {
     if s.is_empty() {
         bail!("no password on standard input");
     }
-    Ok(Some(s))
+    Ok(Some(s.into()))
 }
 
 fn parse_since(s: &str) -> Result<u64> {

@@ -202,10 +202,11 @@ pub(super) async fn activity_log(
     .into_response())
 }
 
-/// The configuration in effect, read-only (the TOML file is the one place to change it).
+/// The configuration in effect, read-only (the TOML file is the one place to change
+/// it), its secrets shown as `<redacted>`.
 pub(super) async fn effective_config(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     caller(&web, &request)?;
-    let value = serde_json::to_value(&*web.config)
+    let value = serde_json::to_value(web.config.redacted())
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(value).into_response())
 }
