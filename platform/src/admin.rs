@@ -404,6 +404,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
             host,
         } => {
             let host = app_host(store, name, host)?;
+            crate::web::reserved::check_app(config, store, Some(name), &host)?;
             let app = store.add_app(name, &host, upstream)?;
             format!(
                 "Added app {} on https://{}/ -> http://{}/ (point {} at this server)\n",
@@ -418,8 +419,10 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
             command,
             host,
         } => {
+            let host = app_host(store, name, host)?;
+            crate::web::reserved::check_app(config, store, Some(name), &host)?;
             let new = crate::containers::NewContainer {
-                host: app_host(store, name, host)?,
+                host,
                 name: name.clone(),
                 rootfs: rootfs.clone(),
                 port: *port,

@@ -621,3 +621,100 @@ print("held", len(held), "refused", refused)
         "{headers}"
     );
 }
+
+#[test]
+fn app_names_and_hosts_that_would_shadow_our_own_are_refused() {
+    let setup = Setup::quickstart(
+        "admin@example.test",
+        "[admin]\nhost = \"console.example.test\"\n",
+    )
+    .unwrap();
+    let _server = setup.serve().unwrap();
+    let upstream = "127.0.0.1:9";
+    // Names whose default host (NAME.example.test) is one of ours, and hosts that are.
+    for name in [
+        "my",
+        "mta-sts",
+        "autoconfig",
+        "autodiscover",
+        "mail",
+        "console",
+        "MY",
+    ] {
+        let out = setup
+            .cli(&["app", "add", name, "--upstream", upstream], None)
+            .unwrap();
+        assert!(!out.status.success(), "app {name} was added");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reserved"), "{name}: {err}");
+    }
+    for host in [
+        "mail.example.test",
+        "console.example.test",
+        "mta-sts.example.test",
+        "autoconfig.example.test",
+        "example.test",
+        "Example.Test.",
+    ] {
+        let out = setup
+            .cli(
+                &["app", "add", "blog", "--upstream", upstream, "--host", host],
+                None,
+            )
+            .unwrap();
+        assert!(!out.status.success(), "an app on {host} was added");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reserved"), "{host}: {err}");
+    }
+    let list = setup.cli_ok(&["app", "list"], None).unwrap();
+    assert_eq!(list, "");
+    // An ordinary app is fine; its host cannot be moved onto one of ours.
+    setup
+        .cli_ok(&["app", "add", "blog", "--upstream", upstream], None)
+        .unwrap();
+    let port = setup.ports.https.port();
+    let curl_api = |method: &str, path: &str, token: Option<&str>, body: &str| -> String {
+        let mut args = vec![
+            "-X".to_string(),
+            method.to_string(),
+            "-H".to_string(),
+            "Content-Type: application/json".to_string(),
+            "--data".to_string(),
+            body.to_string(),
+            "-w".to_string(),
+            "\n%{http_code}".to_string(),
+        ];
+        if let Some(t) = token {
+            args.extend(["-H".to_string(), format!("Authorization: Bearer {t}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        https(&setup, "console.example.test", path, &args).1
+    };
+    let _ = port;
+    let login = curl_api(
+        "POST",
+        "/api/v1/login",
+        None,
+        &format!(
+            r#"{{"email": "admin@example.test", "password": "{}"}}"#,
+            setup.password
+        ),
+    );
+    let token: serde_json::Value =
+        serde_json::from_str(login.rsplit_once('\n').unwrap().0).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let out = curl_api(
+        "POST",
+        "/api/v1/apps",
+        Some(token),
+        r#"{"name": "autodiscover", "upstream": "127.0.0.1:9"}"#,
+    );
+    assert!(out.ends_with("\n422") && out.contains("reserved"), "{out}");
+    let out = curl_api(
+        "PATCH",
+        "/api/v1/apps/blog",
+        Some(token),
+        r#"{"host": "console.example.test"}"#,
+    );
+    assert!(out.ends_with("\n422") && out.contains("reserved"), "{out}");
+}

@@ -78,12 +78,15 @@ pub(super) async fn update_app(
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
     let change: AppChange = json_body(request).await?;
-    let store = web.store.clone();
+    let (store, config) = (web.store.clone(), web.config.clone());
     let app = blocking(move || {
         let name = name.to_ascii_lowercase();
         let Some(old) = store.apps()?.into_iter().find(|a| a.name == name) else {
             return Err(store::Error::NotFound(format!("the app {name}")).into());
         };
+        if let Some(host) = &change.host {
+            crate::web::reserved::check_app(&config, &store, None, host)?;
+        }
         let host = change.host.unwrap_or(old.host);
         let upstream = change.upstream.unwrap_or(old.upstream);
         let app = store.update_app(&name, &host, &upstream)?;

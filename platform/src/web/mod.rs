@@ -11,6 +11,7 @@
 //! Every HTTPS response carries the security headers of [`security_headers`].
 
 mod accept;
+pub mod reserved;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
