@@ -243,17 +243,20 @@ pub fn execute_from(
 }
 
 /// Like [`execute_from`], in the running server: firewall changes also reach its
-/// listeners' deny list.
+/// listeners' deny list, and a change of the names served renews the self-signed
+/// certificate.
 pub fn execute_in(
     store: &Store,
     config: &Config,
     request: &Request,
     actor: &str,
     ip: Option<std::net::IpAddr>,
-    deny: Option<&common::deny::DenyList>,
+    running: Option<&crate::running::Running>,
 ) -> Result<String, Refusal> {
     let out = match request {
-        Request::Firewall(r) => crate::firewall::execute(store, config, deny, r, actor)?,
+        Request::Firewall(r) => {
+            crate::firewall::execute(store, config, running.map(|r| &*r.deny), r, actor)?
+        }
         _ => run(store, config, request, actor)?,
     };
     if let Some((action, detail)) = request.action() {
@@ -264,6 +267,17 @@ pub fn execute_in(
             detail,
         };
         store.log_event(&event)?;
+    }
+    let names_changed = matches!(
+        request,
+        Request::DomainAdd { .. }
+            | Request::DomainDel { .. }
+            | Request::AppAdd { .. }
+            | Request::ContainerAdd { .. }
+            | Request::AppDel { .. }
+    );
+    if let (true, Some(running)) = (names_changed, running) {
+        running.names_changed(config, store);
     }
     Ok(out)
 }

@@ -134,7 +134,7 @@ pub async fn serve(
     config: Arc<Config>,
     store: Arc<store::Store>,
     acme: Option<crate::acme::Acme>,
-    deny: Arc<common::deny::DenyList>,
+    running: Arc<crate::running::Running>,
     stop: CancellationToken,
 ) -> Result<()> {
     let path = socket_path(&config.data_dir);
@@ -154,9 +154,9 @@ pub async fn serve(
         let config = config.clone();
         let store = store.clone();
         let acme = acme.clone();
-        let deny = deny.clone();
+        let running = running.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, config, store, acme, deny).await {
+            if let Err(e) = handle(stream, config, store, acme, running).await {
                 tracing::warn!(error = %e, "control request failed");
             }
         });
@@ -170,7 +170,7 @@ async fn handle(
     config: Arc<Config>,
     store: Arc<store::Store>,
     acme: Option<crate::acme::Acme>,
-    deny: Arc<common::deny::DenyList>,
+    running: Arc<crate::running::Running>,
 ) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
@@ -219,7 +219,14 @@ async fn handle(
             None => Err(Refusal(admin::ACME_OFF.into())),
         },
         Ok(env) => tokio::task::spawn_blocking(move || {
-            admin::execute_in(&store, &config, &env.request, &env.actor, None, Some(&deny))
+            admin::execute_in(
+                &store,
+                &config,
+                &env.request,
+                &env.actor,
+                None,
+                Some(&running),
+            )
         })
         .await
         .unwrap_or_else(|e| Err(Refusal(format!("internal error: {e}")))),

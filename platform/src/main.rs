@@ -17,6 +17,7 @@ mod firewall;
 mod import;
 mod proxy;
 mod quickstart;
+mod running;
 mod security;
 mod serve;
 mod tool;

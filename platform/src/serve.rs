@@ -212,6 +212,16 @@ async fn serve(config: Config) -> Result<()> {
         auth.clone(),
         sieve,
     ));
+    let running = Arc::new(crate::running::Running {
+        deny: deny.clone(),
+        tls: tls.clone(),
+    });
+    {
+        // The self-signed certificate names every host served (domains added while
+        // no server ran included).
+        let (running, config, store) = (running.clone(), config.clone(), store.clone());
+        tokio::task::spawn_blocking(move || running.names_changed(&config, &store)).await?;
+    }
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
     let http01 = Arc::new(crate::acme::Http01::default());
     let web = Arc::new(crate::web::Web {
@@ -233,6 +243,7 @@ async fn serve(config: Config) -> Result<()> {
         submission_port: port(&config.submission.listen),
         imaps_port: port(&config.imap.listen_tls),
         caps: crate::web::caps(&config.http),
+        running: running.clone(),
     });
     for (name, service, mode, addr, listener) in bound {
         match service {
@@ -283,7 +294,7 @@ async fn serve(config: Config) -> Result<()> {
         config.clone(),
         store.clone(),
         acme,
-        deny.clone(),
+        running.clone(),
         stop_control.clone(),
     ));
 

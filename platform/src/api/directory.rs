@@ -200,12 +200,13 @@ struct NewDomain {
 pub(super) async fn create_domain(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     let caller = caller(&web, &request)?;
     let new: NewDomain = json_body(request).await?;
-    let store = web.store.clone();
+    let (store, config, running) = (web.store.clone(), web.config.clone(), web.running.clone());
     let domain = blocking(move || {
         let domain = store.add_domain(&new.name)?;
         crate::admin::generate_dkim_keys(&store, &domain.name, true)
             .map_err(|r| ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.0))?;
         caller.log(&store, "domain-add", domain.name.clone());
+        running.names_changed(&config, &store);
         Ok(domain)
     })
     .await?;
@@ -218,10 +219,11 @@ pub(super) async fn delete_domain(
     request: Request,
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
-    let store = web.store.clone();
+    let (store, config, running) = (web.store.clone(), web.config.clone(), web.running.clone());
     blocking(move || {
         store.delete_domain(&name)?;
         caller.log(&store, "domain-del", name.to_ascii_lowercase());
+        running.names_changed(&config, &store);
         Ok(())
     })
     .await?;

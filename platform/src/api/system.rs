@@ -40,6 +40,7 @@ pub(super) async fn create_app(State(web): State<Arc<Web>>, request: Request) ->
     let new: NewApp = json_body(request).await?;
     let store = web.store.clone();
     let config = web.config.clone();
+    let running = web.running.clone();
     let app = blocking(move || {
         let name = new.name.to_ascii_lowercase();
         if store.apps()?.iter().any(|a| a.name == name) {
@@ -50,7 +51,14 @@ pub(super) async fn create_app(State(web): State<Arc<Web>>, request: Request) ->
             upstream: new.upstream,
             host: new.host,
         };
-        admin::execute_from(&store, &config, &command, &caller.email, caller.ip)?;
+        admin::execute_in(
+            &store,
+            &config,
+            &command,
+            &caller.email,
+            caller.ip,
+            Some(&running),
+        )?;
         store
             .apps()?
             .into_iter()
@@ -79,6 +87,7 @@ pub(super) async fn update_app(
     let caller = caller(&web, &request)?;
     let change: AppChange = json_body(request).await?;
     let (store, config) = (web.store.clone(), web.config.clone());
+    let running = web.running.clone();
     let app = blocking(move || {
         let name = name.to_ascii_lowercase();
         let Some(old) = store.apps()?.into_iter().find(|a| a.name == name) else {
@@ -95,6 +104,7 @@ pub(super) async fn update_app(
             "app-update",
             format!("{} {} -> {}", app.name, app.host, app.upstream),
         );
+        running.names_changed(&config, &store);
         Ok(app)
     })
     .await?;
@@ -108,6 +118,7 @@ pub(super) async fn delete_app(
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
     let (store, config) = (web.store.clone(), web.config.clone());
+    let running = web.running.clone();
     blocking(move || {
         let name = name.to_ascii_lowercase();
         if !store.apps()?.iter().any(|a| a.name == name) {
@@ -116,7 +127,14 @@ pub(super) async fn delete_app(
         // The one removal path: a container app's container, network and relay
         // account go with it.
         let command = Command::AppDel { name };
-        admin::execute_from(&store, &config, &command, &caller.email, caller.ip)?;
+        admin::execute_in(
+            &store,
+            &config,
+            &command,
+            &caller.email,
+            caller.ip,
+            Some(&running),
+        )?;
         Ok(())
     })
     .await?;

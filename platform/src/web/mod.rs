@@ -116,6 +116,8 @@ pub struct Web {
     pub deny: Arc<common::deny::DenyList>,
     /// Open connections to HTTP and HTTPS, per address and in all.
     pub caps: Arc<Caps>,
+    /// What administrative requests need of the running server.
+    pub running: Arc<crate::running::Running>,
 }
 
 impl Web {
@@ -509,6 +511,18 @@ mod tests {
             http01: Default::default(),
             deny: Arc::new(common::deny::DenyList::disabled()),
             caps: Arc::new(Caps::new(1, 1)),
+            running: Arc::new(crate::running::Running {
+                deny: Arc::new(common::deny::DenyList::disabled()),
+                tls: {
+                    common::tls::write_self_signed(
+                        &dir.path().join("tls"),
+                        &["mail.example.test".into()],
+                    )
+                    .unwrap_or_else(|e| panic!("{e}"));
+                    common::tls::Tls::load(&Default::default(), dir.path())
+                        .unwrap_or_else(|e| panic!("{e}"))
+                },
+            }),
         };
         let xml = autoconfig(&web, "example.test");
         assert!(xml.contains("<port>993</port>\n      <socketType>SSL</socketType>"));
