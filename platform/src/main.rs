@@ -139,6 +139,10 @@ enum SecurityCommand {
         /// The SSH server's configuration.
         #[arg(long, value_name = "FILE", default_value = "/etc/ssh/sshd_config")]
         sshd_config: PathBuf,
+        /// Seconds all the DNS and DNSBL lookups together may take; a lookup not
+        /// answered by then is reported as such.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
     },
 }
 
@@ -613,9 +617,10 @@ fn run(cli: Cli) -> Result<()> {
                 QueueCommand::Drop { id } => Request::QueueDrop { id },
             },
         ),
-        Command::Security(SecurityCommand::Check { sshd_config }) => {
-            security_check(flag, &sshd_config)
-        }
+        Command::Security(SecurityCommand::Check {
+            sshd_config,
+            timeout,
+        }) => security_check(flag, &sshd_config, timeout),
         Command::Firewall(c) => admin_request(flag, Request::Firewall(firewall_request(c)?)),
         Command::Acme(c) => admin_request(
             flag,
@@ -812,56 +817,16 @@ fn dns_check(flag: Option<&Path>, domain: String) -> Result<()> {
 }
 
 /// `postern security check`: the report, from the server (or the store), the files
-/// here and `[dns] nameservers`.
-fn security_check(flag: Option<&Path>, sshd_config: &Path) -> Result<()> {
+/// here and `[dns] nameservers`, printed as it is known.
+fn security_check(flag: Option<&Path>, sshd_config: &Path, timeout: u64) -> Result<()> {
     let config = config::load(flag)?;
-    let mut findings = security::ssh(sshd_config, config.firewall.ssh_port);
-    let show = admin_text(flag, Request::Firewall(firewall::Request::Show))?;
-    findings.push(security::firewall(&show, config.firewall.manage));
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
-    findings.extend(security::certificates(&config, now));
-    let resolver = common::dns::resolver(&config.dns).context("the DNS resolver of [dns]")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    for domain in admin_text(flag, Request::DomainList)?.lines() {
-        let records = admin_text(
-            flag,
-            Request::DnsRecords {
-                domain: domain.to_string(),
-            },
-        )?;
-        let expected: Vec<_> = records.lines().filter_map(dnssetup::parse_record).collect();
-        let checks = runtime.block_on(dnssetup::check(&resolver, &expected));
-        findings.extend(security::dns(domain, &checks));
-    }
-    for zone in &config.spam.dnsbl {
-        let name = format!("2.0.0.127.{}.", zone.trim_end_matches('.'));
-        let answer = runtime
-            .block_on(resolver.ipv4_lookup(name.as_str()))
-            .map(|lookup| {
-                lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        hickory_resolver::proto::rr::RData::A(a) => Some(a.0),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .map_err(|e| e.to_string());
-        findings.push(security::dnsbl(zone, answer));
-    }
-    findings.extend(security::admins(&admin_text(
-        flag,
-        Request::WeakAdminHashes,
-    )?));
-    print!("{}", security::render(&findings));
-    Ok(())
+    security::run::check(
+        &config,
+        sshd_config,
+        Duration::from_secs(timeout.max(1)),
+        &|request| admin_text(flag, request),
+        &mut std::io::stdout(),
+    )
 }
 
 /// Runs an admin request through the running server, or on the store when none runs;

@@ -1,9 +1,11 @@
 //! `postern security check`: one report of what an admin should look at, each line
 //! `ok` or `warn` with the fix: SSH (passwords, root login, port 22), the firewall,
 //! certificates, DNS records, DNSBL reachability and weak admin password hashes.
-//! The judgements are pure functions of what was read, tested on their own.
+//! The judgements are pure functions of what was read, tested on their own; [`run`]
+//! gathers what they judge and prints each line as soon as it is known.
 
-use std::fmt::Write as _;
+pub mod run;
+
 use std::path::{Path, PathBuf};
 
 /// One line of the report.
@@ -17,7 +19,7 @@ pub struct Finding {
     pub fix: String,
 }
 
-fn ok(what: impl Into<String>) -> Finding {
+pub(crate) fn ok(what: impl Into<String>) -> Finding {
     Finding {
         ok: true,
         what: what.into(),
@@ -25,7 +27,7 @@ fn ok(what: impl Into<String>) -> Finding {
     }
 }
 
-fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+pub(crate) fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     Finding {
         ok: false,
         what: what.into(),
@@ -33,19 +35,19 @@ fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     }
 }
 
-/// The report's text, with a count of warnings last.
-pub fn render(findings: &[Finding]) -> String {
-    let mut out = String::new();
-    for f in findings {
-        if f.ok {
-            let _ = writeln!(out, "ok    {}", f.what);
-        } else {
-            let _ = writeln!(out, "warn  {}\n      fix: {}", f.what, f.fix);
-        }
+/// One finding as the report prints it: `ok    WHAT`, or `warn  WHAT` and its fix.
+pub fn line(f: &Finding) -> String {
+    if f.ok {
+        format!("ok    {}\n", f.what)
+    } else {
+        format!("warn  {}\n      fix: {}\n", f.what, f.fix)
     }
+}
+
+/// The report's last line: how many checks and warnings.
+pub fn summary(findings: &[Finding]) -> String {
     let warnings = findings.iter().filter(|f| !f.ok).count();
-    let _ = writeln!(out, "{} checks, {warnings} warnings", findings.len());
-    out
+    format!("{} checks, {warnings} warnings\n", findings.len())
 }
 
 /// The sshd settings we judge, as sshd reads them: the first value of each keyword
