@@ -253,11 +253,20 @@ pub fn execute_in(
     ip: Option<std::net::IpAddr>,
     running: Option<&crate::running::Running>,
 ) -> Result<String, Refusal> {
+    let privileged = match running {
+        Some(r) => r.privileged.clone(),
+        None => crate::privsep::Privileged::Direct(std::sync::Arc::new(config.clone())),
+    };
     let out = match request {
-        Request::Firewall(r) => {
-            crate::firewall::execute(store, config, running.map(|r| &*r.deny), r, actor)?
-        }
-        _ => run(store, config, request, actor)?,
+        Request::Firewall(r) => crate::firewall::execute(
+            store,
+            config,
+            running.map(|r| &*r.deny),
+            &privileged,
+            r,
+            actor,
+        )?,
+        _ => run(store, config, &privileged, request, actor)?,
     };
     if let Some((action, detail)) = request.action() {
         let event = AuditEvent {
@@ -316,7 +325,13 @@ fn password_or_generated(
     }
 }
 
-fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result<String, Refusal> {
+fn run(
+    store: &Store,
+    config: &Config,
+    privileged: &crate::privsep::Privileged,
+    request: &Request,
+    actor: &str,
+) -> Result<String, Refusal> {
     Ok(match request {
         Request::UserAdd { email, password } => {
             let (password, generated) = password_or_generated(password)?;
@@ -443,10 +458,10 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
                 env: env.clone(),
                 command: command.clone(),
             };
-            crate::containers::add(store, config, &new)?
+            crate::containers::add(store, config, privileged, &new)?
         }
-        Request::AppStart { name } => crate::containers::start(store, config, name)?,
-        Request::AppStop { name } => crate::containers::stop(store, config, name)?,
+        Request::AppStart { name } => crate::containers::start(store, config, privileged, name)?,
+        Request::AppStop { name } => crate::containers::stop(store, privileged, name)?,
         Request::AppList => store
             .apps()?
             .iter()
@@ -456,7 +471,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
                     a.name,
                     a.host,
                     a.upstream,
-                    crate::containers::status(config, a)
+                    crate::containers::status(privileged, a)
                 )
             })
             .collect(),
@@ -466,7 +481,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
             let Some(existing) = existing else {
                 return Err(Refusal(format!("no app named {name}")));
             };
-            let cleanup = crate::containers::remove(config, store, &existing)?;
+            let cleanup = crate::containers::remove(config, store, privileged, &existing)?;
             let app = store.remove_app(&name)?;
             format!("Removed app {} ({})\n{cleanup}", app.name, app.host)
         }

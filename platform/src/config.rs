@@ -105,6 +105,9 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The configuration file's name in a data directory (where quickstart writes it).
+pub const FILE_NAME: &str = "postern.toml";
+
 /// The default place of the configuration file.
 pub const DEFAULT_PATH: &str = "postern-data/postern.toml";
 

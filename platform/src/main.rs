@@ -15,6 +15,7 @@ mod control;
 mod dnssetup;
 mod firewall;
 mod import;
+mod privsep;
 mod proxy;
 mod quickstart;
 mod running;
@@ -129,6 +130,10 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The privileged helper `serve` starts for itself (firewall, containers), talking
+    /// over the socket on its standard input; not for use by hand.
+    #[command(hide = true)]
+    PrivilegedHelper,
 }
 
 #[derive(Debug, Subcommand)]
@@ -505,7 +510,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve => {
             let config = config::load(flag)?;
             init_logging();
-            serve::run(config)
+            serve::run(config, flag)
+        }
+        Command::PrivilegedHelper => {
+            let config = config::load(flag)?;
+            init_logging();
+            privsep::helper::run(&config)
         }
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", config::render(&config::Config::default())?);
@@ -697,6 +707,27 @@ fn backup_create(
     let actor = format!("cli:{}", current_user());
     // The server resolves paths from its own working directory.
     let to = std::path::absolute(to).with_context(|| format!("resolving {}", to.display()))?;
+    // A server that runs as its own user writes the backup as that user: root makes
+    // the (missing or empty) directory and gives it to it.
+    if let Some((uid, gid)) = control::server_owner(&config.data_dir)
+        && uid != 0
+        && nix::unistd::Uid::effective().is_root()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(&to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {}", to.display())),
+        }
+        if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_none()) {
+            nix::unistd::chown(
+                &to,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .with_context(|| format!("giving {} to the server's user", to.display()))?;
+        }
+    }
     let bar = backup::progress_bar("backing up");
     let mut report = backup::throttled(|done, total| {
         bar.set_length(total);

@@ -1,5 +1,6 @@
 //! What the running server lends the administrative requests it executes (from the
-//! control socket and the admin API): its listeners' deny list and certificates.
+//! control socket and the admin API): its listeners' deny list and certificates, and
+//! its way to privileged work (the helper).
 
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ pub struct Running {
     pub deny: Arc<common::deny::DenyList>,
     /// The listeners' certificates.
     pub tls: common::tls::Tls,
+    /// Firewall and containers: the privileged helper, or this process.
+    pub privileged: crate::privsep::Privileged,
 }
 
 impl Running {

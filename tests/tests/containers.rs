@@ -58,6 +58,18 @@ impl Drop for Cleanup {
             .args(["netns", "del", "postern-app-blog"])
             .status();
         let _ = Command::new("ip").args(["link", "del", "pstn1h"]).status();
+        // The helper's bind mount of the app's data volume.
+        for line in std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some(target) = line.split_whitespace().nth(1)
+                && target.starts_with("/run/postern/")
+                && target.ends_with("/volumes/blog")
+            {
+                let _ = Command::new("umount").args(["-l", target]).status();
+            }
+        }
         std::thread::sleep(Duration::from_millis(200));
         if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
             for c in controllers.flatten() {
@@ -164,22 +176,36 @@ fn a_busybox_app_runs_confined_and_is_reached_only_through_the_proxy() {
 
     // Its relay login (handed to it in its environment) sends as the app, and as
     // nobody else.
-    let bundle: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(setup.data_dir.join("apps/blog/bundle/config.json")).unwrap(),
-    )
-    .unwrap();
-    let env: Vec<&str> = bundle["process"]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
+    let environ = {
+        let pid = Command::new("ip")
+            .args(["netns", "pids", "postern-app-blog"])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&pid.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        std::fs::read(format!("/proc/{pid}/environ")).unwrap()
+    };
+    let env: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|e| String::from_utf8_lossy(e).into_owned())
         .collect();
     let password = env
         .iter()
         .find_map(|e| e.strip_prefix("POSTERN_SMTP_PASSWORD="))
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert_eq!(password.len(), 128);
-    assert!(env.contains(&"POSTERN_SMTP_USER=blog@example.test"));
+    assert!(
+        env.iter()
+            .any(|e| e == "POSTERN_SMTP_USER=blog@example.test")
+    );
+    assert_eq!(
+        std::fs::read_to_string(setup.data_dir.join("apps/blog/relay-password")).unwrap(),
+        password
+    );
     let out = tests::harness::python(
         r#"
 import smtplib, ssl, sys
@@ -195,7 +221,7 @@ for sender in ["blog@example.test", "admin@example.test"]:
     else:
         s.rset()
 "#,
-        &[&setup.ports.submission.port().to_string(), password],
+        &[&setup.ports.submission.port().to_string(), &password],
     )
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

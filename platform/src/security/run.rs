@@ -34,6 +34,8 @@ pub fn check(
         Ok(())
     };
     report(super::ssh(sshd_config, config.firewall.ssh_port), out)?;
+    let server = crate::control::server_pid(&config.data_dir).and_then(super::process);
+    report(vec![super::privileges(server, &config.server.run_as)], out)?;
     let show = ask(Request::Firewall(crate::firewall::Request::Show))?;
     report(vec![super::firewall(&show, config.firewall.manage)], out)?;
     let now = SystemTime::now()

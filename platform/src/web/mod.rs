@@ -522,6 +522,9 @@ mod tests {
                     common::tls::Tls::load(&Default::default(), dir.path())
                         .unwrap_or_else(|e| panic!("{e}"))
                 },
+                privileged: crate::privsep::Privileged::Direct(Arc::new(
+                    crate::config::Config::default(),
+                )),
             }),
         };
         let xml = autoconfig(&web, "example.test");
