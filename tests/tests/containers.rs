@@ -1,6 +1,8 @@
 //! Apps in containers, for real with Debian's runc: a busybox root filesystem runs as
-//! an app; from inside it, `/` is read-only, its uid is not 0, `mount` is refused and
-//! it has no route out; its memory limit is set; it answers only through the proxy on
+//! an app; from inside it, `/` is read-only, its uid is not 0, `mount` is refused, the
+//! syscalls its seccomp allowlist leaves out (io_uring, keyctl, ptrace, namespaces)
+//! fail with EPERM where the host lets an unprivileged process make them, and it has
+//! no route out; its memory limit is set; it answers only through the proxy on
 //! its own subdomain; its AppArmor profile parses; stop and del clean up.
 #![allow(clippy::unwrap_used)]
 
@@ -16,11 +18,42 @@ const START: &str = r#"#!/bin/sh
 id -u > /data/uid.tmp
 mount -t tmpfs none /mnt > /data/mount.out 2>&1; echo $? > /data/mount.rc
 ip route > /data/routes 2>&1
+/usr/bin/perl -e "$SYSCALLS" > /data/syscalls 2>&1
 mkdir -p /data/www
 echo "hello from $POSTERN_APP as $POSTERN_SMTP_USER" > /data/www/index.html
 mv /data/uid.tmp /data/uid
 exec httpd -f -p 8080 -h /data/www
 "#;
+
+/// Syscalls a process without privileges or capabilities may make, each tried once
+/// (perl's `syscall`, x86_64 numbers): `ok`, or the errno it failed with.
+const SYSCALLS: &str = r#"
+sub try { my ($name, $r) = @_; print "$name ", ($r < 0 ? "errno " . ($! + 0) : "ok"), "\n"; }
+my $params = "\0" x 120;
+try("io_uring_setup", syscall(425, 1, $params));
+try("keyctl", syscall(250, 0, -3, 0));
+try("ptrace", syscall(101, 0, 0, 0, 0));
+my $pid = syscall(56, 0x10000000 | 17, 0, 0, 0, 0);
+exit 0 if $pid == 0;
+try("clone_newuser", $pid);
+try("unshare_newuser", syscall(272, 0x10000000));
+"#;
+
+/// Copies `program` and the shared libraries it loads into the root filesystem.
+fn copy_with_libraries(program: &str, rootfs: &Path) {
+    let out = Command::new("ldd").arg(program).output().unwrap();
+    let mut files = vec![program.to_string()];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(path.to_string());
+        }
+    }
+    for file in files {
+        let to = rootfs.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &to).unwrap();
+    }
+}
 
 fn rootfs(dir: &Path) {
     let busybox = ensure_tool("busybox", "busybox-static").unwrap();
@@ -33,6 +66,7 @@ fn rootfs(dir: &Path) {
     ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
+    copy_with_libraries("/usr/bin/perl", dir);
     std::fs::write(dir.join("start"), START).unwrap();
     std::fs::set_permissions(dir.join("start"), std::fs::Permissions::from_mode(0o755)).unwrap();
     for d in [dir, &dir.join("tmp")] {
@@ -119,6 +153,8 @@ fn a_busybox_app_runs_confined_and_is_reached_only_through_the_proxy() {
                 fs.to_str().unwrap(),
                 "--port",
                 "8080",
+                "--env",
+                &format!("SYSCALLS={SYSCALLS}"),
             ],
             None,
         )
@@ -145,6 +181,33 @@ fn a_busybox_app_runs_confined_and_is_reached_only_through_the_proxy() {
         mount.contains("ermission denied") || mount.contains("not permitted"),
         "mount said: {mount}"
     );
+    // The seccomp filter is an allowlist: syscalls a process with no privileges and
+    // no capabilities may make on the host (the same probe as uid 20001 there) fail
+    // in the app with the filter's EPERM.
+    let host = Command::new(ensure_tool("setpriv", "util-linux").unwrap())
+        .args(["--reuid", "20001", "--regid", "20001", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .args(["/usr/bin/perl", "-e", SYSCALLS])
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    let inside = read("syscalls");
+    for call in [
+        "io_uring_setup",
+        "keyctl",
+        "ptrace",
+        "clone_newuser",
+        "unshare_newuser",
+    ] {
+        assert!(
+            host.contains(&format!("{call} ok")),
+            "{call} on the host:\n{host}"
+        );
+        assert!(
+            inside.contains(&format!("{call} errno 1\n")),
+            "{call} in the app:\n{inside}"
+        );
+    }
     let routes = read("routes");
     assert!(
         !routes.contains("default"),
