@@ -707,34 +707,24 @@ fn backup_create(
     let actor = format!("cli:{}", current_user());
     // The server resolves paths from its own working directory.
     let to = std::path::absolute(to).with_context(|| format!("resolving {}", to.display()))?;
-    // A server that runs as its own user writes the backup as that user: root makes
-    // the (missing or empty) directory and gives it to it.
-    if let Some((uid, gid)) = control::server_owner(&config.data_dir)
-        && uid != 0
-        && nix::unistd::Uid::effective().is_root()
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o700).create(&to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {}", to.display())),
+    // A server that runs as its own user cannot write where root asks: it writes into
+    // a directory root gives it beside the target, and root moves the result.
+    let handoff = match control::server_owner(&config.data_dir) {
+        Some(owner) if owner.0 != 0 && nix::unistd::Uid::effective().is_root() => {
+            Some(backup::Handoff::prepare(&to, owner)?)
         }
-        if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_none()) {
-            nix::unistd::chown(
-                &to,
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            )
-            .with_context(|| format!("giving {} to the server's user", to.display()))?;
-        }
-    }
+        _ => None,
+    };
+    let written = handoff
+        .as_ref()
+        .map_or(to.clone(), |h| h.target().to_path_buf());
     let bar = backup::progress_bar("backing up");
     let mut report = backup::throttled(|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     let request = Request::BackupCreate {
-        to: to.clone(),
+        to: written,
         passphrase: passphrase.clone(),
     };
     let result = match control::send_with_progress(&config.data_dir, &request, &actor, &mut report)
@@ -754,7 +744,10 @@ fn backup_create(
         Err(e) => Err(e),
     };
     bar.finish_and_clear();
-    result
+    match handoff {
+        Some(handoff) => handoff.finish(result),
+        None => result,
+    }
 }
 
 fn user_request(c: UserCommand) -> Result<Request> {

@@ -143,6 +143,13 @@ fn a_busybox_app_runs_confined_and_is_reached_only_through_the_proxy() {
     let fs = setup.dir.path().join("rootfs");
     rootfs(&fs);
     let _server = setup.serve().unwrap();
+    // The server runs as postern (started as root, as here): the container is run by
+    // its privileged helper.
+    assert!(
+        _server.log().contains("privileges dropped"),
+        "{}",
+        _server.log()
+    );
     let added = setup
         .cli_ok(
             &[
