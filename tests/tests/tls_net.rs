@@ -81,6 +81,13 @@ print(m.noop()[0])
     )
     .unwrap();
     let sni = file_fingerprint(&tls.join("sni/my.third.test.pem"));
+    // The server runs as the data directory's owner (postern): files an admin puts
+    // there must be that user's, as `docs/web.md` says.
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&setup.data_dir).unwrap();
+    for path in [tls.join("sni"), tls.join("sni/my.third.test.pem")] {
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
 
     server.signal(Signal::SIGHUP).unwrap();
     server
