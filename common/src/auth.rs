@@ -246,7 +246,7 @@ pub fn generate_password_of(len: usize) -> Result<String, Error> {
 }
 
 /// The parts of a SASL PLAIN response (RFC 4616 §2): `[authzid] NUL authcid NUL passwd`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PlainCredentials {
     /// Identity to act as; empty when the client sent none.
     pub authzid: String,
@@ -254,6 +254,15 @@ pub struct PlainCredentials {
     pub authcid: String,
     /// The password.
     pub password: String,
+}
+
+impl std::fmt::Debug for PlainCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainCredentials")
+            .field("authzid", &self.authzid)
+            .field("authcid", &self.authcid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decodes a SASL PLAIN message (already base64-decoded).

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod metrics;
 pub mod net;
 pub mod rate;
+pub mod secret;
 pub mod tls;
 
 /// Installs ring as rustls' process-wide crypto provider. Call once at start; later

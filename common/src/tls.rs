@@ -19,15 +19,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// PEM file with the certificate chain (leaf first). Empty: the self-signed
-    /// certificate `quickstart` made, `DATA_DIR/tls/cert.pem`.
+    /// PEM file with the certificate chain (leaf first), and its private key after it
+    /// if you like. Empty: `DATA_DIR/tls/cert.pem`, the self-signed certificate
+    /// `quickstart` made (or the one ACME got for the host name), key included.
     pub cert: PathBuf,
-    /// PEM file with the private key of `cert` (PKCS#8, PKCS#1 or SEC1). Empty:
-    /// `DATA_DIR/tls/key.pem`. Besides this default pair, every `NAME.pem` + `NAME.key`
-    /// pair in `DATA_DIR/tls/sni/` is served to clients asking for host NAME (SNI;
-    /// a `*.example.com` pair serves that domain's direct subdomains). A name with no
+    /// PEM file with the private key of `cert` (PKCS#8, PKCS#1 or SEC1), read only when
+    /// `cert` holds no key. Empty: `DATA_DIR/tls/key.pem`. Besides this default pair,
+    /// every `NAME.pem` (with its key, or with `NAME.key` beside it) in
+    /// `DATA_DIR/tls/sni/` is served to clients asking for host NAME (SNI; a
+    /// `*.example.com` pair serves that domain's direct subdomains). A name with no
     /// pair of its own gets the default pair. SIGHUP reloads all of them; a pair that
-    /// does not load is logged and skipped.
+    /// does not load is logged and skipped. The files must be readable by the user
+    /// `serve` runs as (`[server] run_as`) for SIGHUP and renewals.
     pub key: PathBuf,
 }
 
@@ -256,6 +259,8 @@ fn load_certs(sources: &Sources) -> Result<Certs, Error> {
     Ok(Certs { default, by_name })
 }
 
+/// Loads a pair: the key from the certificate file itself when it holds one (as
+/// [`write_pair`] writes them), else from `key`.
 fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Error> {
     let read = |path: &Path| {
         fs::read(path).map_err(|source| Error::Io {
@@ -263,7 +268,48 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Error> {
             source,
         })
     };
-    pair_from_pem(&read(cert)?, &read(key)?, cert, key)
+    let cert_pem = read(cert)?;
+    if PrivateKeyDer::from_pem_slice(&cert_pem).is_ok() {
+        return pair_from_pem(&cert_pem, &cert_pem, cert, cert);
+    }
+    pair_from_pem(&cert_pem, &read(key)?, cert, key)
+}
+
+/// Replaces `cert` with the chain and its key in one file (mode 0600): written beside
+/// it, synced, renamed over it, and the directory synced. A crash at any point leaves
+/// the old pair or the new one, never a key that does not fit its certificate. The
+/// pair must load first. A separate key file of the old pair (`NAME.key`, `key.pem`)
+/// is no longer read and may be removed.
+pub fn write_pair(cert: &Path, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), Error> {
+    check_pair(chain_pem, key_pem)?;
+    let dir = cert.parent().unwrap_or(Path::new("."));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = cert
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut both = chain_pem.to_vec();
+    if !both.ends_with(b"\n") {
+        both.push(b'\n');
+    }
+    both.extend_from_slice(key_pem);
+    write_private(&tmp, &both)?;
+    if let Err(source) = fs::rename(&tmp, cert) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::Io {
+            path: cert.to_path_buf(),
+            source,
+        });
+    }
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 /// Checks that a certificate chain and a private key (both PEM) load as a pair, as
@@ -307,13 +353,10 @@ fn pair_from_pem(
     })
 }
 
-/// Writes a self-signed certificate for `names` (the first is the subject) and its
-/// ECDSA P-256 key to `dir/cert.pem` and `dir/key.pem` (mode 0600), creating `dir`.
+/// Writes a self-signed certificate for `names` (the first is the subject) with its
+/// ECDSA P-256 key to `dir/cert.pem` (one file, mode 0600, replaced atomically by
+/// [`write_pair`]), creating `dir`; an old `dir/key.pem` is removed.
 pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<(), Error> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
-    };
     let key = rcgen::KeyPair::generate().map_err(|e| Error::Setup(e.to_string()))?;
     let mut params =
         rcgen::CertificateParams::new(names.to_vec()).map_err(|e| Error::Setup(e.to_string()))?;
@@ -328,11 +371,19 @@ pub fn write_self_signed(dir: &Path, names: &[String]) -> Result<(), Error> {
     let cert = params
         .self_signed(&key)
         .map_err(|e| Error::Setup(e.to_string()))?;
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    write_private(&dir.join("key.pem"), key.serialize_pem().as_bytes())?;
-    let cert_path = dir.join("cert.pem");
-    fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
-    Ok(())
+    write_pair(
+        &dir.join("cert.pem"),
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+    )?;
+    match fs::remove_file(dir.join("key.pem")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: dir.join("key.pem"),
+            source,
+        }),
+    }
 }
 
 /// Creates `path` with mode 0600 and writes `data` to it.
@@ -367,7 +418,6 @@ mod tests {
         let sni = dir.path().join("tls/sni");
         write_self_signed(&sni, &["my.example.test".into()]).unwrap();
         fs::rename(sni.join("cert.pem"), sni.join("my.example.test.pem")).unwrap();
-        fs::rename(sni.join("key.pem"), sni.join("my.example.test.key")).unwrap();
         assert_eq!(tls.reload().unwrap(), 2);
         let cfg = tls.server_config();
         assert!(cfg.ignore_client_order);
@@ -376,14 +426,50 @@ mod tests {
     #[test]
     fn a_mismatched_key_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        write_self_signed(&dir.path().join("a"), &["a.test".into()]).unwrap();
-        write_self_signed(&dir.path().join("b"), &["b.test".into()]).unwrap();
-        let err = load_pair(
-            &dir.path().join("a/cert.pem"),
-            &dir.path().join("b/key.pem"),
-        )
-        .unwrap_err()
-        .to_string();
+        let a = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.test".into()]).unwrap();
+        fs::write(dir.path().join("a.pem"), a.cert.pem()).unwrap();
+        fs::write(dir.path().join("b.key"), b.signing_key.serialize_pem()).unwrap();
+        let err = load_pair(&dir.path().join("a.pem"), &dir.path().join("b.key"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not fit"), "{err}");
+        assert!(
+            write_pair(
+                &dir.path().join("c.pem"),
+                a.cert.pem().as_bytes(),
+                b.signing_key.serialize_pem().as_bytes()
+            )
+            .is_err()
+        );
+        assert!(!dir.path().join("c.pem").exists());
+    }
+
+    #[test]
+    fn a_pair_in_one_file_wins_over_a_stale_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.test".into()]).unwrap();
+        let cert = dir.path().join("a.test.pem");
+        write_pair(
+            &cert,
+            a.cert.pem().as_bytes(),
+            a.signing_key.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        // The key file of an older pair (or another one) is not read.
+        fs::write(dir.path().join("a.test.key"), b.signing_key.serialize_pem()).unwrap();
+        load_pair(&cert, &dir.path().join("a.test.key")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&cert).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     }
 }

@@ -16,14 +16,14 @@ pub enum Request {
     /// Create an account; no password: generate one and print it.
     UserAdd {
         email: String,
-        password: Option<String>,
+        password: Option<common::secret::Secret>,
     },
     /// List accounts.
     UserList,
     /// Set an account's password; no password: generate one and print it.
     UserPasswd {
         email: String,
-        password: Option<String>,
+        password: Option<common::secret::Secret>,
     },
     /// Delete an account and its mail.
     UserDel { email: String },
@@ -243,18 +243,30 @@ pub fn execute_from(
 }
 
 /// Like [`execute_from`], in the running server: firewall changes also reach its
-/// listeners' deny list.
+/// listeners' deny list, and a change of the names served renews the self-signed
+/// certificate.
 pub fn execute_in(
     store: &Store,
     config: &Config,
     request: &Request,
     actor: &str,
     ip: Option<std::net::IpAddr>,
-    deny: Option<&common::deny::DenyList>,
+    running: Option<&crate::running::Running>,
 ) -> Result<String, Refusal> {
+    let privileged = match running {
+        Some(r) => r.privileged.clone(),
+        None => crate::privsep::Privileged::Direct(std::sync::Arc::new(config.clone())),
+    };
     let out = match request {
-        Request::Firewall(r) => crate::firewall::execute(store, config, deny, r, actor)?,
-        _ => run(store, config, request, actor)?,
+        Request::Firewall(r) => crate::firewall::execute(
+            store,
+            config,
+            running.map(|r| &*r.deny),
+            &privileged,
+            r,
+            actor,
+        )?,
+        _ => run(store, config, &privileged, request, actor)?,
     };
     if let Some((action, detail)) = request.action() {
         let event = AuditEvent {
@@ -264,6 +276,17 @@ pub fn execute_in(
             detail,
         };
         store.log_event(&event)?;
+    }
+    let names_changed = matches!(
+        request,
+        Request::DomainAdd { .. }
+            | Request::DomainDel { .. }
+            | Request::AppAdd { .. }
+            | Request::ContainerAdd { .. }
+            | Request::AppDel { .. }
+    );
+    if let (true, Some(running)) = (names_changed, running) {
+        running.names_changed(config, store);
     }
     Ok(out)
 }
@@ -290,17 +313,25 @@ fn unreachable_firewall() -> Result<String, Refusal> {
     ))
 }
 
-fn password_or_generated(password: &Option<String>) -> Result<(String, bool), Refusal> {
+fn password_or_generated(
+    password: &Option<common::secret::Secret>,
+) -> Result<(String, bool), Refusal> {
     match password {
         Some(p) => {
-            common::auth::check_policy(p)?;
-            Ok((p.clone(), false))
+            common::auth::check_policy(p.expose())?;
+            Ok((p.expose().to_string(), false))
         }
         None => Ok((common::auth::generate_password()?, true)),
     }
 }
 
-fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result<String, Refusal> {
+fn run(
+    store: &Store,
+    config: &Config,
+    privileged: &crate::privsep::Privileged,
+    request: &Request,
+    actor: &str,
+) -> Result<String, Refusal> {
     Ok(match request {
         Request::UserAdd { email, password } => {
             let (password, generated) = password_or_generated(password)?;
@@ -314,6 +345,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
         Request::UserPasswd { email, password } => {
             let (password, generated) = password_or_generated(password)?;
             store.set_password(email, &common::auth::hash_password(&password)?)?;
+            crate::api::revoke_tokens(store, email);
             let mut out = format!("Password changed for {}\n", email.to_ascii_lowercase());
             if generated {
                 let _ = writeln!(out, "Password: {password}");
@@ -340,6 +372,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
         }
         Request::UserDel { email } => {
             store.delete_account(email)?;
+            crate::api::revoke_tokens(store, email);
             format!(
                 "Deleted account {} and its mail\n",
                 email.to_ascii_lowercase()
@@ -400,6 +433,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
             host,
         } => {
             let host = app_host(store, name, host)?;
+            crate::web::reserved::check_app(config, store, Some(name), &host)?;
             let app = store.add_app(name, &host, upstream)?;
             format!(
                 "Added app {} on https://{}/ -> http://{}/ (point {} at this server)\n",
@@ -414,18 +448,20 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
             command,
             host,
         } => {
+            let host = app_host(store, name, host)?;
+            crate::web::reserved::check_app(config, store, Some(name), &host)?;
             let new = crate::containers::NewContainer {
-                host: app_host(store, name, host)?,
+                host,
                 name: name.clone(),
                 rootfs: rootfs.clone(),
                 port: *port,
                 env: env.clone(),
                 command: command.clone(),
             };
-            crate::containers::add(store, config, &new)?
+            crate::containers::add(store, config, privileged, &new)?
         }
-        Request::AppStart { name } => crate::containers::start(store, config, name)?,
-        Request::AppStop { name } => crate::containers::stop(store, config, name)?,
+        Request::AppStart { name } => crate::containers::start(store, config, privileged, name)?,
+        Request::AppStop { name } => crate::containers::stop(store, privileged, name)?,
         Request::AppList => store
             .apps()?
             .iter()
@@ -435,7 +471,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
                     a.name,
                     a.host,
                     a.upstream,
-                    crate::containers::status(config, a)
+                    crate::containers::status(privileged, a)
                 )
             })
             .collect(),
@@ -445,7 +481,7 @@ fn run(store: &Store, config: &Config, request: &Request, actor: &str) -> Result
             let Some(existing) = existing else {
                 return Err(Refusal(format!("no app named {name}")));
             };
-            let cleanup = crate::containers::remove(config, store, &existing)?;
+            let cleanup = crate::containers::remove(config, store, privileged, &existing)?;
             let app = store.remove_app(&name)?;
             format!("Removed app {} ({})\n{cleanup}", app.name, app.host)
         }

@@ -367,6 +367,88 @@ pub async fn nightly(config: Arc<ServerConfig>, store: Arc<Store>, stop: Cancell
     }
 }
 
+/// A backup that root asks of a server running as its own user (which cannot write
+/// where root may): root makes a directory beside the target, owned by the server's
+/// user, the server writes the backup in it, and root moves the backup to the target
+/// and makes it root's (the server cannot change a backup once written).
+#[derive(Debug)]
+pub struct Handoff {
+    staging: PathBuf,
+    inner: PathBuf,
+    to: PathBuf,
+}
+
+impl Handoff {
+    /// Prepares the directory for a backup to `to` (missing or empty), written by
+    /// `server`'s (uid, gid).
+    pub fn prepare(to: &Path, server: (u32, u32)) -> Result<Handoff> {
+        use std::os::unix::fs::DirBuilderExt;
+        if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+            bail!(
+                "{} is not empty: a backup goes into a new or empty directory",
+                to.display()
+            );
+        }
+        let (Some(parent), Some(name)) = (to.parent(), to.file_name()) else {
+            bail!("{} does not name a directory", to.display());
+        };
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let staging = parent.join(format!(
+            ".{}.server-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .with_context(|| format!("creating {}", staging.display()))?;
+        nix::unistd::chown(
+            &staging,
+            Some(nix::unistd::Uid::from_raw(server.0)),
+            Some(nix::unistd::Gid::from_raw(server.1)),
+        )
+        .with_context(|| format!("giving {} to the server's user", staging.display()))?;
+        Ok(Handoff {
+            inner: staging.join(name),
+            staging,
+            to: to.to_path_buf(),
+        })
+    }
+
+    /// Where the server writes the backup.
+    pub fn target(&self) -> &Path {
+        &self.inner
+    }
+
+    /// After the server's `outcome`: the backup moved to the target and made root's,
+    /// the directory removed; the server's text names the target.
+    pub fn finish(self, outcome: Result<String>) -> Result<String> {
+        let moved = outcome.and_then(|text| {
+            std::fs::rename(&self.inner, &self.to)
+                .with_context(|| format!("moving the backup to {}", self.to.display()))?;
+            chown_root(&self.to).with_context(|| format!("making {} root's", self.to.display()))?;
+            Ok(text.replace(
+                &self.inner.display().to_string(),
+                &self.to.display().to_string(),
+            ))
+        });
+        let _ = std::fs::remove_dir_all(&self.staging);
+        moved
+    }
+}
+
+/// Gives `path` and everything in it to root, links themselves not followed.
+fn chown_root(path: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(0), Some(0))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_root(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// The next time after `now` that is `hour`:00:00 UTC.
 pub fn next_run(now: SystemTime, hour: u8) -> SystemTime {
     const DAY: u64 = 86_400;

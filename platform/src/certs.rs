@@ -33,6 +33,59 @@ impl CertInfo {
     }
 }
 
+/// Every host name the HTTPS front answers for: the names certificates are ordered
+/// for ([`crate::acme::wanted_names`]) and each mail domain itself (autoconfiguration
+/// is served there too); lower case, without a trailing dot.
+pub fn served_names(config: &Config, store: &store::Store) -> Vec<String> {
+    let mut names = crate::acme::wanted_names(config, store);
+    if let Ok(domains) = store.domains() {
+        for domain in domains {
+            if !names.contains(&domain.name) {
+                names.push(domain.name);
+            }
+        }
+    }
+    let hostname = config.hostname.trim_end_matches('.').to_ascii_lowercase();
+    if !names.contains(&hostname) {
+        names.push(hostname);
+    }
+    names
+}
+
+/// With the self-signed default certificate in use (no `[tls] cert`, and
+/// `DATA_DIR/tls/cert.pem` self-signed, as quickstart and `serve` make it), makes a
+/// new one when it does not name every name we serve (the host name first, then
+/// [`crate::acme::wanted_names`]), and reloads the listeners. True if it did.
+pub fn cover_served_names(
+    config: &Config,
+    store: &store::Store,
+    tls: &common::tls::Tls,
+) -> Result<bool, String> {
+    if !config.tls.cert.as_os_str().is_empty() {
+        return Ok(false);
+    }
+    let path = default_cert(config);
+    let Some(info) = read(&path) else {
+        return Ok(false);
+    };
+    if !info.self_signed {
+        return Ok(false);
+    }
+    let mut names = vec![config.hostname.trim_end_matches('.').to_ascii_lowercase()];
+    for name in crate::acme::wanted_names(config, store) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.iter().all(|n| info.covers(n)) {
+        return Ok(false);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    common::tls::write_self_signed(dir, &names).map_err(|e| e.to_string())?;
+    tls.reload().map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 /// The default pair's certificate file: `[tls] cert`, or `DATA_DIR/tls/cert.pem`.
 pub fn default_cert(config: &Config) -> PathBuf {
     if config.tls.cert.as_os_str().is_empty() {

@@ -90,6 +90,16 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The same, with every secret (`[queue] relay_password`) replaced by
+    /// `<redacted>` when set: for showing it.
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        config.queue.relay_password = config.queue.relay_password.redacted();
+        config
+    }
+}
+
 fn system_hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -97,6 +107,9 @@ fn system_hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
+
+/// The configuration file's name in a data directory (where quickstart writes it).
+pub const FILE_NAME: &str = "postern.toml";
 
 /// The default place of the configuration file.
 pub const DEFAULT_PATH: &str = "postern-data/postern.toml";

@@ -1,7 +1,10 @@
 //! The control socket: while `serve` runs it owns the store (redb allows one process
 //! per file), so the CLI sends its requests here. One JSON request line, one JSON reply
-//! line per connection. The socket is `DATA_DIR/control.sock`, mode 0600, in a data
-//! directory of mode 0700: only the server's user (and root) can use it.
+//! line per connection. The socket is `DATA_DIR/control.sock`, mode 0600 (created under
+//! `serve`'s umask 077, so never open to others even for a moment), in a data
+//! directory of mode 0700. Whatever the file modes, the server reads each client's uid
+//! from the kernel (`SO_PEERCRED`): only root and the user the server runs as are
+//! served, and the activity log names that uid's user, never what the client claims.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -31,8 +34,24 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
     request: Request,
-    /// Who runs the CLI, for the activity log.
+    /// Who the CLI says it runs as. The server does not believe it: it logs the user of
+    /// the uid the kernel reports.
     actor: String,
+}
+
+/// Whether a client of uid `peer` may use the control socket: root, or the user the
+/// server runs as.
+fn allowed(peer: u32) -> bool {
+    peer == 0 || peer == nix::unistd::Uid::effective().as_raw()
+}
+
+/// The activity log's actor for a client of uid `peer`: `cli:NAME` (or `cli:uid N`).
+fn actor_of(peer: u32) -> String {
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {peer}"), |u| u.name);
+    format!("cli:{name}")
 }
 
 /// The reply: the text to print, or why not.
@@ -43,6 +62,24 @@ type Reply = Result<String, Refusal>;
 enum Interim {
     /// Bytes done and bytes in all.
     Progress(u64, u64),
+}
+
+/// The uid and gid of the running server's control socket (the user the server runs
+/// as), if there is one.
+pub fn server_owner(data_dir: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = socket_path(data_dir);
+    UnixStream::connect(&path).ok()?;
+    std::fs::metadata(&path).ok().map(|m| (m.uid(), m.gid()))
+}
+
+/// The process id of the server listening on the control socket of `data_dir`, as
+/// the kernel reports it (`SO_PEERCRED`).
+pub fn server_pid(data_dir: &Path) -> Option<u32> {
+    let stream = UnixStream::connect(socket_path(data_dir)).ok()?;
+    let cred =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    u32::try_from(cred.pid()).ok()
 }
 
 /// Whether a server is listening on the control socket of `data_dir`.
@@ -134,7 +171,7 @@ pub async fn serve(
     config: Arc<Config>,
     store: Arc<store::Store>,
     acme: Option<crate::acme::Acme>,
-    deny: Arc<common::deny::DenyList>,
+    running: Arc<crate::running::Running>,
     stop: CancellationToken,
 ) -> Result<()> {
     let path = socket_path(&config.data_dir);
@@ -154,9 +191,9 @@ pub async fn serve(
         let config = config.clone();
         let store = store.clone();
         let acme = acme.clone();
-        let deny = deny.clone();
+        let running = running.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, config, store, acme, deny).await {
+            if let Err(e) = handle(stream, config, store, acme, running).await {
                 tracing::warn!(error = %e, "control request failed");
             }
         });
@@ -170,13 +207,34 @@ async fn handle(
     config: Arc<Config>,
     store: Arc<store::Store>,
     acme: Option<crate::acme::Acme>,
-    deny: Arc<common::deny::DenyList>,
+    running: Arc<crate::running::Running>,
 ) -> Result<()> {
+    let peer = stream
+        .peer_cred()
+        .context("reading the client's uid")?
+        .uid();
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
     reader.read_until(b'\n', &mut line).await?;
-    let reply: Reply = match serde_json::from_slice::<Envelope>(&line) {
+    if !allowed(peer) {
+        tracing::warn!(
+            uid = peer,
+            "control socket: a request from a uid that is neither root nor the server's refused"
+        );
+        let refused: Reply = Err(Refusal(
+            "the control socket serves root and the user the server runs as only".into(),
+        ));
+        let mut out = serde_json::to_vec(&refused)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        return Ok(());
+    }
+    let envelope = serde_json::from_slice::<Envelope>(&line).map(|mut e| {
+        e.actor = actor_of(peer);
+        e
+    });
+    let reply: Reply = match envelope {
         // Certificates are the running server's business (its listeners answer the
         // CA's challenges).
         Ok(Envelope {
@@ -219,7 +277,14 @@ async fn handle(
             None => Err(Refusal(admin::ACME_OFF.into())),
         },
         Ok(env) => tokio::task::spawn_blocking(move || {
-            admin::execute_in(&store, &config, &env.request, &env.actor, None, Some(&deny))
+            admin::execute_in(
+                &store,
+                &config,
+                &env.request,
+                &env.actor,
+                None,
+                Some(&running),
+            )
         })
         .await
         .unwrap_or_else(|e| Err(Refusal(format!("internal error: {e}")))),

@@ -55,22 +55,36 @@ pub fn parse_record(line: &str) -> Option<Record> {
     })
 }
 
-/// Looks every record up and judges it.
+/// Looks every record up (all at once) and judges it; the checks come back in the
+/// order of `expected`.
 pub async fn check(resolver: &TokioResolver, expected: &[Record]) -> Vec<Check> {
-    let mut out = Vec::with_capacity(expected.len());
-    for record in expected {
-        let verdict = match record.rtype {
-            "MX" => check_mx(resolver, record).await,
-            "TXT" => check_txt(resolver, record).await,
-            "CNAME" => check_cname(resolver, record).await,
-            _ => check_exact(resolver, record).await,
-        };
-        out.push(Check {
-            record: record.clone(),
-            verdict,
+    let mut lookups = tokio::task::JoinSet::new();
+    for (i, record) in expected.iter().cloned().enumerate() {
+        let resolver = resolver.clone();
+        lookups.spawn(async move {
+            let verdict = match record.rtype {
+                "MX" => check_mx(&resolver, &record).await,
+                "TXT" => check_txt(&resolver, &record).await,
+                "CNAME" => check_cname(&resolver, &record).await,
+                _ => check_exact(&resolver, &record).await,
+            };
+            (i, verdict)
         });
     }
-    out
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; expected.len()];
+    while let Some(done) = lookups.join_next().await {
+        if let Ok((i, verdict)) = done {
+            verdicts[i] = Some(verdict);
+        }
+    }
+    expected
+        .iter()
+        .zip(verdicts)
+        .map(|(record, verdict)| Check {
+            record: record.clone(),
+            verdict: verdict.unwrap_or_else(|| Verdict::Failed("the lookup failed".into())),
+        })
+        .collect()
 }
 
 /// One line per record, then a summary.

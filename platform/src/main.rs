@@ -15,8 +15,10 @@ mod control;
 mod dnssetup;
 mod firewall;
 mod import;
+mod privsep;
 mod proxy;
 mod quickstart;
+mod running;
 mod security;
 mod serve;
 mod tool;
@@ -128,6 +130,10 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The privileged helper `serve` starts for itself (firewall, containers), talking
+    /// over the socket on its standard input; not for use by hand.
+    #[command(hide = true)]
+    PrivilegedHelper,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +144,10 @@ enum SecurityCommand {
         /// The SSH server's configuration.
         #[arg(long, value_name = "FILE", default_value = "/etc/ssh/sshd_config")]
         sshd_config: PathBuf,
+        /// Seconds all the DNS and DNSBL lookups together may take; a lookup not
+        /// answered by then is reported as such.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
     },
 }
 
@@ -500,7 +510,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve => {
             let config = config::load(flag)?;
             init_logging();
-            serve::run(config)
+            serve::run(config, flag)
+        }
+        Command::PrivilegedHelper => {
+            let config = config::load(flag)?;
+            init_logging();
+            privsep::helper::run(&config)
         }
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", config::render(&config::Config::default())?);
@@ -612,9 +627,10 @@ fn run(cli: Cli) -> Result<()> {
                 QueueCommand::Drop { id } => Request::QueueDrop { id },
             },
         ),
-        Command::Security(SecurityCommand::Check { sshd_config }) => {
-            security_check(flag, &sshd_config)
-        }
+        Command::Security(SecurityCommand::Check {
+            sshd_config,
+            timeout,
+        }) => security_check(flag, &sshd_config, timeout),
         Command::Firewall(c) => admin_request(flag, Request::Firewall(firewall_request(c)?)),
         Command::Acme(c) => admin_request(
             flag,
@@ -691,13 +707,24 @@ fn backup_create(
     let actor = format!("cli:{}", current_user());
     // The server resolves paths from its own working directory.
     let to = std::path::absolute(to).with_context(|| format!("resolving {}", to.display()))?;
+    // A server that runs as its own user cannot write where root asks: it writes into
+    // a directory root gives it beside the target, and root moves the result.
+    let handoff = match control::server_owner(&config.data_dir) {
+        Some(owner) if owner.0 != 0 && nix::unistd::Uid::effective().is_root() => {
+            Some(backup::Handoff::prepare(&to, owner)?)
+        }
+        _ => None,
+    };
+    let written = handoff
+        .as_ref()
+        .map_or(to.clone(), |h| h.target().to_path_buf());
     let bar = backup::progress_bar("backing up");
     let mut report = backup::throttled(|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     let request = Request::BackupCreate {
-        to: to.clone(),
+        to: written,
         passphrase: passphrase.clone(),
     };
     let result = match control::send_with_progress(&config.data_dir, &request, &actor, &mut report)
@@ -717,7 +744,10 @@ fn backup_create(
         Err(e) => Err(e),
     };
     bar.finish_and_clear();
-    result
+    match handoff {
+        Some(handoff) => handoff.finish(result),
+        None => result,
+    }
 }
 
 fn user_request(c: UserCommand) -> Result<Request> {
@@ -746,7 +776,7 @@ fn user_request(c: UserCommand) -> Result<Request> {
 }
 
 /// The password from standard input, without its trailing newline.
-fn stdin_password(enabled: bool) -> Result<Option<String>> {
+fn stdin_password(enabled: bool) -> Result<Option<common::secret::Secret>> {
     if !enabled {
         return Ok(None);
     }
@@ -766,7 +796,7 @@ fn stdin_password(enabled: bool) -> Result<Option<String>> {
     if s.is_empty() {
         bail!("no password on standard input");
     }
-    Ok(Some(s))
+    Ok(Some(s.into()))
 }
 
 fn parse_since(s: &str) -> Result<u64> {
@@ -811,56 +841,16 @@ fn dns_check(flag: Option<&Path>, domain: String) -> Result<()> {
 }
 
 /// `postern security check`: the report, from the server (or the store), the files
-/// here and `[dns] nameservers`.
-fn security_check(flag: Option<&Path>, sshd_config: &Path) -> Result<()> {
+/// here and `[dns] nameservers`, printed as it is known.
+fn security_check(flag: Option<&Path>, sshd_config: &Path, timeout: u64) -> Result<()> {
     let config = config::load(flag)?;
-    let mut findings = security::ssh(sshd_config, config.firewall.ssh_port);
-    let show = admin_text(flag, Request::Firewall(firewall::Request::Show))?;
-    findings.push(security::firewall(&show, config.firewall.manage));
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64;
-    findings.extend(security::certificates(&config, now));
-    let resolver = common::dns::resolver(&config.dns).context("the DNS resolver of [dns]")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    for domain in admin_text(flag, Request::DomainList)?.lines() {
-        let records = admin_text(
-            flag,
-            Request::DnsRecords {
-                domain: domain.to_string(),
-            },
-        )?;
-        let expected: Vec<_> = records.lines().filter_map(dnssetup::parse_record).collect();
-        let checks = runtime.block_on(dnssetup::check(&resolver, &expected));
-        findings.extend(security::dns(domain, &checks));
-    }
-    for zone in &config.spam.dnsbl {
-        let name = format!("2.0.0.127.{}.", zone.trim_end_matches('.'));
-        let answer = runtime
-            .block_on(resolver.ipv4_lookup(name.as_str()))
-            .map(|lookup| {
-                lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        hickory_resolver::proto::rr::RData::A(a) => Some(a.0),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .map_err(|e| e.to_string());
-        findings.push(security::dnsbl(zone, answer));
-    }
-    findings.extend(security::admins(&admin_text(
-        flag,
-        Request::WeakAdminHashes,
-    )?));
-    print!("{}", security::render(&findings));
-    Ok(())
+    security::run::check(
+        &config,
+        sshd_config,
+        Duration::from_secs(timeout.max(1)),
+        &|request| admin_text(flag, request),
+        &mut std::io::stdout(),
+    )
 }
 
 /// Runs an admin request through the running server, or on the store when none runs;

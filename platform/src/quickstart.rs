@@ -124,6 +124,26 @@ pub fn run(
         )?;
     }
     let records = admin::dns_records(&store, &config, &domain)?;
+    drop(store);
+    // Started as root, `serve` runs as `[server] run_as`: that user is made now and
+    // given the data directory (the configuration file stays root's).
+    let mut owner_note = String::new();
+    if let crate::privsep::user::Mode::Separate(name) =
+        crate::privsep::user::mode(&config.server.run_as)?
+    {
+        let owned = crate::privsep::user::ensure(&name).and_then(|user| {
+            crate::privsep::user::own_data_dir(&dir, &user, std::slice::from_ref(&config_path))
+        });
+        match owned {
+            Ok(()) => {
+                owner_note = format!(
+                    "The server runs as the system user {name} (it owns {}); a privileged helper keeps root for the firewall and containers.\n",
+                    dir.display()
+                );
+            }
+            Err(e) => owner_note = format!("Warning: {e:#}\n"),
+        }
+    }
 
     let mut out = String::new();
     let _ = writeln!(
@@ -141,6 +161,7 @@ pub fn run(
         "Start the server with: postern serve --config {}",
         config_path.display()
     );
+    out.push_str(&owner_note);
     let _ = writeln!(out, "It will listen on:");
     let listeners: [(&str, &[std::net::SocketAddr]); 8] = [
         ("SMTP (MX, STARTTLS)", &config.smtp.listen),

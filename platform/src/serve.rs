@@ -13,21 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-
-/// Raises the soft limit on open files to the hard one: every connection holds a
-/// descriptor, and the usual soft limit (1024) is far below `[net]`'s caps.
-fn raise_file_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!(error = %e, soft, hard, "cannot raise the open file limit");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot read the open file limit"),
-    }
-}
+use crate::privsep::Privileged;
 
 /// The directory incoming messages are spooled in past 1 MiB (anonymous files: none
 /// outlives its session), on the data directory's file system.
@@ -158,22 +144,30 @@ fn plan(config: &Config) -> Vec<Planned> {
     ]
 }
 
-/// Runs the server until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
-}
+/// A bound listener: its name, protocol, TLS mode, address and socket.
+type Bound = (
+    &'static str,
+    Service,
+    TlsMode,
+    SocketAddr,
+    std::net::TcpListener,
+);
 
-async fn serve(config: Config) -> Result<()> {
+/// Runs the server until SIGTERM or SIGINT. Started as root with `[server] run_as`
+/// set (the default), everything that needs root happens first, while the process is
+/// still one thread: the data directory is given to that user, the certificates are
+/// loaded, the ports bound and the privileged helper started; then the process
+/// becomes that user for good, and only then does anything read the network.
+pub fn run(config: Config, config_flag: Option<&Path>) -> Result<()> {
     common::install_crypto_provider();
     raise_file_limit();
+    // Every file serve creates is private: the control socket is never, even for a
+    // moment, open to other users.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let mode = crate::privsep::user::mode(&config.server.run_as)?;
     ensure_data_dir(&config.data_dir)?;
     let tls = load_tls(&config)?;
-
-    let mut bound = Vec::new();
+    let mut bound: Vec<Bound> = Vec::new();
     for planned in plan(&config) {
         for addr in &planned.addrs {
             let listener = net::bind(*addr)
@@ -181,15 +175,72 @@ async fn serve(config: Config) -> Result<()> {
             bound.push((planned.name, planned.service, planned.mode, *addr, listener));
         }
     }
-    if config.firewall.manage {
-        // Before privileges are dropped: the tools need CAP_NET_ADMIN.
-        apply_firewall(&config);
+    let privileged = match mode {
+        crate::privsep::user::Mode::Same => {
+            if nix::unistd::Uid::effective().is_root() {
+                tracing::warn!(
+                    "running as root: every protocol parser has root's privileges (set `[server] run_as`)"
+                );
+            }
+            Privileged::Direct(Arc::new(config.clone()))
+        }
+        crate::privsep::user::Mode::Separate(name) => separate(&config, config_flag, &name)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(config, tls, bound, privileged.clone()));
+    drop(runtime);
+    if let Privileged::Helper(helper) = privileged {
+        helper.stop();
     }
-    let root = nix::unistd::Uid::effective().is_root();
-    if !config.server.run_as.is_empty() {
-        drop_privileges(&config.server.run_as)?;
-    }
+    result
+}
 
+/// As root: makes the data directory the service user's, starts the privileged
+/// helper, and becomes the user.
+fn separate(config: &Config, config_flag: Option<&Path>, name: &str) -> Result<Privileged> {
+    use crate::privsep::user;
+    let service = user::ensure(name)?;
+    let (config_file, _) = crate::config::locate(config_flag);
+    if let Ok(meta) = std::fs::metadata(&config_file) {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() == service.uid.as_raw() && !service.uid.is_root() {
+            bail!(
+                "the configuration {} belongs to {name}, the user the server runs as, so the server could have changed it: check it, then `chown root {}`",
+                config_file.display(),
+                config_file.display()
+            );
+        }
+    }
+    // The configuration stays root's: the server must not be able to change what root
+    // reads at its next start.
+    let keep = [config_file, config.data_dir.join(crate::config::FILE_NAME)];
+    user::own_data_dir(&config.data_dir, &service, &keep)?;
+    if !config.backup.dir.as_os_str().is_empty() {
+        std::fs::create_dir_all(&config.backup.dir)
+            .with_context(|| format!("creating {}", config.backup.dir.display()))?;
+        nix::unistd::chown(&config.backup.dir, Some(service.uid), Some(service.gid))
+            .with_context(|| format!("giving {} to {name}", config.backup.dir.display()))?;
+    }
+    let helper = crate::privsep::Client::start(config_flag)?;
+    user::become_user(&service)?;
+    tracing::info!(
+        user = name,
+        uid = service.uid.as_raw(),
+        helper_pid = helper.pid().unwrap_or(0),
+        "privileges dropped: the protocols run as {name}, the firewall and containers through the privileged helper"
+    );
+    Ok(Privileged::Helper(Arc::new(helper)))
+}
+
+async fn serve(
+    config: Config,
+    tls: common::tls::Tls,
+    bound: Vec<Bound>,
+    privileged: Privileged,
+) -> Result<()> {
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || store::Store::open(&data_dir))
         .await?
@@ -212,9 +263,15 @@ async fn serve(config: Config) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("loading blocks and bans: {e}"))?
     };
     let deny = Arc::new(deny);
-    // New bans go into the firewall's ban set too when we manage it and still may.
-    let still_root = root && nix::unistd::Uid::effective().is_root();
-    let on_ban = (config.firewall.manage && still_root).then(crate::firewall::ban_hook);
+    if config.firewall.manage {
+        let (config, store, privileged) = (config.clone(), store.clone(), privileged.clone());
+        tokio::task::spawn_blocking(move || apply_firewall(&config, &store, &privileged)).await?;
+    }
+    // New bans go into the firewall's ban set too when we manage it.
+    let on_ban = config
+        .firewall
+        .manage
+        .then(|| crate::firewall::ban_hook(privileged.clone()));
     let auth = Arc::new(
         store::login::Authenticator::new(store.clone(), &config.auth)
             .with_bans(deny.clone(), on_ban),
@@ -295,6 +352,17 @@ async fn serve(config: Config) -> Result<()> {
         auth.clone(),
         sieve,
     ));
+    let running = Arc::new(crate::running::Running {
+        deny: deny.clone(),
+        tls: tls.clone(),
+        privileged: privileged.clone(),
+    });
+    {
+        // The self-signed certificate names every host served (domains added while
+        // no server ran included).
+        let (running, config, store) = (running.clone(), config.clone(), store.clone());
+        tokio::task::spawn_blocking(move || running.names_changed(&config, &store)).await?;
+    }
     let port = |v: &[SocketAddr]| v.first().map(|a| a.port());
     let http01 = Arc::new(crate::acme::Http01::default());
     let web = Arc::new(crate::web::Web {
@@ -315,6 +383,8 @@ async fn serve(config: Config) -> Result<()> {
         submissions_port: port(&config.submission.listen_tls),
         submission_port: port(&config.submission.listen),
         imaps_port: port(&config.imap.listen_tls),
+        caps: crate::web::caps(&config.http),
+        running: running.clone(),
     });
     for (name, service, mode, addr, listener) in bound {
         match service {
@@ -336,7 +406,8 @@ async fn serve(config: Config) -> Result<()> {
     // Apps in containers that should run and do not (after a reboot, say).
     {
         let (config, store) = (config.clone(), store.clone());
-        tokio::task::spawn_blocking(move || crate::containers::boot(&config, &store));
+        let privileged = privileged.clone();
+        tokio::task::spawn_blocking(move || crate::containers::boot(&config, &store, &privileged));
     }
     // Every listener is bound and served: /healthz says so until shutdown begins.
     web.ready.store(true, std::sync::atomic::Ordering::Release);
@@ -371,7 +442,7 @@ async fn serve(config: Config) -> Result<()> {
         config.clone(),
         store.clone(),
         acme,
-        deny.clone(),
+        running.clone(),
         stop_control.clone(),
     ));
 
@@ -427,6 +498,17 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Every connection is a file: the soft open-file limit goes up to the hard one.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+    }
+}
+
 fn ensure_data_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
@@ -452,35 +534,17 @@ fn load_tls(config: &Config) -> Result<common::tls::Tls> {
 
 /// `[firewall] manage`: applies the rules at start. A failure is logged, not fatal:
 /// mail keeps flowing, and blocks and bans are still refused by the listeners.
-fn apply_firewall(config: &Config) {
-    let applied = store::Store::open(&config.data_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|store| crate::firewall::apply(config, &store).map_err(|e| e.0));
-    match applied {
+fn apply_firewall(config: &Config, store: &store::Store, privileged: &Privileged) {
+    match crate::firewall::apply(config, store, privileged) {
         Ok(plan) => tracing::info!(
             blocks = plan.blocks.len(),
             lists = plan.lists.len(),
             bans = plan.bans.len(),
             "firewall applied"
         ),
-        Err(e) => tracing::error!(error = e, "[firewall] manage: could not apply the firewall"),
+        Err(e) => tracing::error!(
+            error = e.0,
+            "[firewall] manage: could not apply the firewall"
+        ),
     }
-}
-
-fn drop_privileges(user: &str) -> Result<()> {
-    use nix::unistd::{Uid, User, setgid, setgroups, setuid};
-    let Some(u) = User::from_name(user).with_context(|| format!("looking up user {user}"))? else {
-        bail!("key `server.run_as`: no user named {user:?}");
-    };
-    if !Uid::effective().is_root() {
-        if Uid::effective() == u.uid {
-            return Ok(());
-        }
-        bail!("key `server.run_as`: switching to {user:?} needs root");
-    }
-    setgroups(&[u.gid]).context("setgroups")?;
-    setgid(u.gid).context("setgid")?;
-    setuid(u.uid).context("setuid")?;
-    tracing::info!(user, "dropped privileges");
-    Ok(())
 }

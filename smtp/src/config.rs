@@ -110,8 +110,9 @@ pub struct QueueConfig {
     pub relay: String,
     /// User name for AUTH at the relay. Empty: no AUTH.
     pub relay_username: String,
-    /// Password for AUTH at the relay.
-    pub relay_password: String,
+    /// Password for AUTH at the relay (shown as `<redacted>` by the admin API and in
+    /// logs).
+    pub relay_password: common::secret::Secret,
     /// Whether the relay's certificate must be valid for its name (against the system's
     /// trusted roots). Turn off only for a relay you reach over a network you trust.
     pub relay_verify_certificate: bool,
@@ -141,7 +142,7 @@ impl Default for QueueConfig {
         QueueConfig {
             relay: String::new(),
             relay_username: String::new(),
-            relay_password: String::new(),
+            relay_password: Default::default(),
             relay_verify_certificate: true,
             ca_file: std::path::PathBuf::new(),
             mx_port: 25,

@@ -22,7 +22,7 @@ pub struct Domain {
 }
 
 /// A mail account: an address with a password and mailboxes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// The account's id, never reused.
     pub id: AccountId,
@@ -43,6 +43,18 @@ pub struct Account {
     /// An administrator: may use the admin API.
     #[serde(default)]
     pub admin: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("quota_bytes", &self.quota_bytes)
+            .field("used_bytes", &self.used_bytes)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An alias: mail to `address` is delivered to each of `targets`.

@@ -10,7 +10,7 @@ use crate::{Change, Error, Store, decode, decode_opt, encode, normalize_domain};
 
 /// A DKIM signing key (RFC 6376) of a local domain, published at
 /// `<selector>._domainkey.<domain>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DkimKey {
     /// The signing domain (`d=`), lower case.
     pub domain: String,
@@ -30,6 +30,17 @@ pub struct DkimKey {
     /// When the key was made.
     #[serde(with = "crate::unix_ms", default = "crate::unix_ms::epoch")]
     pub created: SystemTime,
+}
+
+impl std::fmt::Debug for DkimKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkimKey")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The algorithms accepted.

@@ -34,6 +34,7 @@ mod message;
 mod queue;
 mod sieve;
 mod sts;
+mod tokens;
 
 use std::fs;
 use std::io;
@@ -62,6 +63,7 @@ pub use message::{MessageMeta, header_block, normalize_flags};
 pub use queue::{LocalTarget, NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
 pub use sieve::SieveScript;
 pub use sts::StsPolicy;
+pub use tokens::AdminToken;
 
 /// Identifies an account; allocated from a counter, never reused.
 pub type AccountId = u64;
@@ -241,6 +243,8 @@ pub(crate) mod tables {
     pub const FW_BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("fw_bans");
     /// Name -> random bytes made once (`srs`: the key of SRS addresses).
     pub const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+    /// Hex SHA-256 of an admin API token -> JSON [`crate::AdminToken`].
+    pub const ADMIN_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("admin_tokens");
 }
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -411,6 +415,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::FW_LISTS)?;
     txn.open_table(tables::FW_BANS)?;
     txn.open_table(tables::SECRETS)?;
+    txn.open_table(tables::ADMIN_TOKENS)?;
     txn.commit()?;
     Ok(())
 }

@@ -161,6 +161,12 @@ impl Setup {
     /// configuration on loopback ports with `extra` TOML appended to it.
     pub fn quickstart(admin: &str, extra: &str) -> Result<Setup> {
         let dir = tempfile::tempdir()?;
+        // `serve`, started as root by the tests, runs as the `postern` user: it must
+        // be able to reach the data directory inside (and files tests put beside it).
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )?;
         let data_dir = dir.path().join("data");
         let hostname = hostname_for(admin);
         let out = postern(

@@ -2,7 +2,8 @@
 //! names through the test DNS and dials our HTTP and HTTPS listeners for HTTP-01 and
 //! TLS-ALPN-01. Certificates are issued at start and served on HTTPS and the mail
 //! listeners; a forced renewal swaps the certificate while a connection stays open;
-//! a failing order keeps the old certificate and mails the admins.
+//! a renewal interrupted between its writes leaves a matching pair the server starts
+//! with; a failing order keeps the old certificate and mails the admins.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -297,7 +298,36 @@ fn certificates_are_issued_renewed_in_place_and_failures_are_reported() {
         fingerprints(https, &pebble.root, &NAMES[1..]),
         issued[1..].to_vec()
     );
+
+    // An interrupted renewal (the certificate file cannot be replaced, as if the
+    // server died between writes): the pair on disk still matches, and the server
+    // starts again with the certificate it had.
+    let pair = setup.data_dir.join("tls/cert.pem");
+    let chattr = |flag: &str| {
+        let status = Command::new(ensure_tool("chattr", "e2fsprogs").unwrap())
+            .arg(flag)
+            .arg(&pair)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let out = setup
+        .cli(&["acme", "renew", "--force", "mail.example.test"], None)
+        .unwrap();
+    chattr("-i");
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     server.stop(Duration::from_secs(10)).unwrap();
+    let server = setup.serve().unwrap();
+    assert_eq!(
+        fingerprints(imaps, &pebble.root, &["mail.example.test"]),
+        vec![("mail.example.test".to_string(), new_fp.to_string())]
+    );
+    drop(server);
 
     // 3. A failing order: pebble's HTTP-01 port no longer reaches us. The old
     // certificate stays, the command fails naming the host, the activity log says

@@ -65,13 +65,13 @@ fn admin_api_users_and_domains() {
         .unwrap();
     let _server = setup.serve().unwrap();
 
-    // Login: wrong password 401, a user who is no administrator 403, the admin a token.
-    let (code, body) = login(&setup, "admin@example.test", "Wrong-Pass-1!");
-    assert_eq!(code, 401, "{body}");
-    assert!(body.contains(r#""code":"invalid_credentials""#), "{body}");
+    // Login: a wrong password, and the right password of a user who is no
+    // administrator, get the same answer (no oracle for passwords); the admin a token.
+    let (code, wrong) = login(&setup, "admin@example.test", "Wrong-Pass-1!");
+    assert_eq!(code, 401, "{wrong}");
+    assert!(wrong.contains(r#""code":"invalid_credentials""#), "{wrong}");
     let (code, body) = login(&setup, "bob@example.test", "Bob-Pass-1!");
-    assert_eq!(code, 403, "{body}");
-    assert!(body.contains(r#""code":"not_admin""#), "{body}");
+    assert_eq!((code, body.as_str()), (401, wrong.as_str()));
     let (code, body) = login(&setup, "admin@example.test", &setup.password);
     assert_eq!(code, 200, "{body}");
     let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -426,6 +426,8 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         .args(["--max-examples", "25", "--request-timeout", "20"])
         // Logging in with generated credentials would only trip the failed-login limiter.
         .args(["--exclude-operation-id", "login"])
+        // Logging out would end the token the run uses.
+        .args(["--exclude-operation-id", "logout"])
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .unwrap();
@@ -435,7 +437,8 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    // Every operation but login was exercised, and every generated case passed.
+    // Every operation but login and logout was exercised, and every generated case
+    // passed.
     assert!(text.contains("Tested: 26"), "{text}");
     assert!(!text.contains(" failed"), "{text}");
 }
@@ -524,4 +527,233 @@ print("sent")
         .unwrap()
         .as_secs() as i64;
     assert!(expiry > now, "{expiry} <= {now}");
+}
+
+/// Every operation of the OpenAPI document (and /metrics), called with `token`: the
+/// status of each, as "METHOD /path STATUS" lines.
+fn sweep(setup: &Setup, token: Option<&str>) -> Vec<(String, bool, u16)> {
+    let (code, doc) = api(setup, ADMIN, "GET", "/openapi.json", None, None);
+    assert_eq!(code, 200, "{doc}");
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let public = op.get("security") == Some(&serde_json::json!([]));
+            let concrete = path
+                .replace("{email}", "admin@example.test")
+                .replace("{name}", "example.test")
+                .replace("{address}", "postmaster@example.test")
+                .replace("{selector}", "nosuch")
+                .replace("{id}", "1");
+            let method = method.to_ascii_uppercase();
+            let (code, body) = api(setup, ADMIN, &method, &concrete, token, None);
+            if !public {
+                assert!(
+                    body.contains(r#""code":"unauthorized""#),
+                    "{method} {path}: {body}"
+                );
+            }
+            out.push((format!("{method} {path}"), public, code));
+        }
+    }
+    let (code, _) = metrics(setup, token);
+    out.push(("GET /metrics".into(), false, code));
+    out
+}
+
+#[test]
+fn every_route_but_the_public_ones_needs_a_live_admin_token() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let mut server = setup.serve().unwrap();
+    let token_of = |body: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    };
+
+    // Without a token, and with a logged-out one: 401 everywhere but login and the
+    // document itself.
+    let (code, body) = login(&setup, "admin@example.test", &setup.password);
+    assert_eq!(code, 200, "{body}");
+    let revoked = token_of(&body);
+    assert_eq!(
+        api(&setup, ADMIN, "GET", "/users", Some(&revoked), None).0,
+        200
+    );
+    let (code, body) = api(&setup, ADMIN, "POST", "/logout", Some(&revoked), None);
+    assert_eq!(code, 204, "{body}");
+    for token in [None, Some(revoked.as_str()), Some("0123456789abcdef")] {
+        let results = sweep(&setup, token);
+        assert!(results.len() >= 28, "{results:?}");
+        for (route, public, code) in &results {
+            if *public {
+                assert_ne!(*code, 401, "{route} is public");
+            } else {
+                assert_eq!(*code, 401, "{route} with {token:?}");
+            }
+        }
+        let public: Vec<&str> = results
+            .iter()
+            .filter(|r| r.1)
+            .map(|r| r.0.as_str())
+            .collect();
+        assert_eq!(public, ["POST /login", "GET /openapi.json"]);
+    }
+
+    // Tokens are stored as digests only, and survive a restart.
+    let (_, body) = login(&setup, "admin@example.test", &setup.password);
+    let admin = token_of(&body);
+    let index = std::fs::read(setup.data_dir.join("store.redb")).unwrap();
+    assert!(
+        !index.windows(admin.len()).any(|w| w == admin.as_bytes()),
+        "the token is stored in the clear"
+    );
+    server.stop(std::time::Duration::from_secs(20)).unwrap();
+    let _server = setup.serve().unwrap();
+    let a = Some(admin.as_str());
+    assert_eq!(api(&setup, ADMIN, "GET", "/users", a, None).0, 200);
+
+    // A second administrator's token ends when the account is deleted (it could go
+    // on creating administrators before), when it is demoted, and when its password
+    // changes, through the API or the CLI.
+    let second = |name: &str| -> String {
+        let (code, body) = api(
+            &setup,
+            ADMIN,
+            "POST",
+            "/users",
+            a,
+            Some(&format!(
+                r#"{{"email": "{name}@example.test", "password": "Second-Pass-1!", "admin": true}}"#
+            )),
+        );
+        assert_eq!(code, 201, "{body}");
+        let (code, body) = login(&setup, &format!("{name}@example.test"), "Second-Pass-1!");
+        assert_eq!(code, 200, "{body}");
+        token_of(&body)
+    };
+    let make_admin = r#"{"email": "eve@example.test", "password": "Eve-Pass-1!!", "admin": true}"#;
+    let deleted = second("deleted");
+    assert_eq!(
+        api(
+            &setup,
+            ADMIN,
+            "DELETE",
+            "/users/deleted@example.test",
+            a,
+            None
+        )
+        .0,
+        204
+    );
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "POST",
+        "/users",
+        Some(&deleted),
+        Some(make_admin),
+    );
+    assert_eq!(code, 401, "{body}");
+    let demoted = second("demoted");
+    let (code, _) = api(
+        &setup,
+        ADMIN,
+        "PATCH",
+        "/users/demoted@example.test",
+        a,
+        Some(r#"{"admin": false}"#),
+    );
+    assert_eq!(code, 200);
+    let (code, _) = api(
+        &setup,
+        ADMIN,
+        "PATCH",
+        "/users/demoted@example.test",
+        a,
+        Some(r#"{"admin": true}"#),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        api(&setup, ADMIN, "GET", "/users", Some(&demoted), None).0,
+        401
+    );
+    let renamed = second("renamed");
+    let (code, _) = api(
+        &setup,
+        ADMIN,
+        "PATCH",
+        "/users/renamed@example.test",
+        a,
+        Some(r#"{"password": "Other-Pass-2!"}"#),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        api(&setup, ADMIN, "GET", "/users", Some(&renamed), None).0,
+        401
+    );
+    let cli = second("cli");
+    setup
+        .cli_ok(
+            &["user", "passwd", "cli@example.test", "--password-stdin"],
+            Some("Third-Pass-3!\n"),
+        )
+        .unwrap();
+    assert_eq!(api(&setup, ADMIN, "GET", "/users", Some(&cli), None).0, 401);
+    // The first administrator's token was never touched. Changing one's own password
+    // keeps the token of that request (every other one of the account ends); one's
+    // own admin right cannot be taken away.
+    assert_eq!(api(&setup, ADMIN, "GET", "/users", a, None).0, 200);
+    let (_, body) = login(&setup, "admin@example.test", &setup.password);
+    let other_session = token_of(&body);
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "PATCH",
+        "/users/admin@example.test",
+        a,
+        Some(r#"{"password": "Admin-Pass-9!"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(api(&setup, ADMIN, "GET", "/users", a, None).0, 200);
+    assert_eq!(
+        api(&setup, ADMIN, "GET", "/users", Some(&other_session), None).0,
+        401
+    );
+    let (code, body) = api(
+        &setup,
+        ADMIN,
+        "PATCH",
+        "/users/admin@example.test",
+        a,
+        Some(r#"{"admin": false}"#),
+    );
+    assert_eq!(code, 409, "{body}");
+    let users = api(&setup, ADMIN, "GET", "/users", a, None).1;
+    assert!(!users.contains("eve@example.test"), "{users}");
+}
+
+#[test]
+fn the_configuration_and_the_log_keep_secrets() {
+    let setup = Setup::quickstart(
+        "admin@example.test",
+        "[queue]\nrelay = \"127.0.0.1:9\"\nrelay_username = \"relayuser\"\nrelay_password = \"Relay-Secret-42\"\n",
+    )
+    .unwrap();
+    let server = setup.serve().unwrap();
+    let (_, body) = login(&setup, "admin@example.test", &setup.password);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let (code, body) = api(&setup, ADMIN, "GET", "/config", Some(&token), None);
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("Relay-Secret-42"), "{body}");
+    assert!(body.contains(r#""relay_password":"<redacted>""#), "{body}");
+    assert!(body.contains(r#""relay_username":"relayuser""#), "{body}");
+    assert!(
+        !server.log().contains("Relay-Secret-42"),
+        "{}",
+        server.log()
+    );
 }

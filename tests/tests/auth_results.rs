@@ -1,7 +1,8 @@
 //! SPF, DKIM and DMARC on the MX, black-box: a message DKIM-signed by Postern's own
 //! submission (keys published in the test zone) passes; the same message with its body
 //! changed fails DKIM; with SPF failing too, DMARC p=reject refuses it with 550; a
-//! p=quarantine failure goes to Junk; a forged Authentication-Results of ours is removed.
+//! p=quarantine failure goes to Junk; forged Authentication-Results of ours (with a
+//! trailing dot, or as ARC-Authentication-Results too) are removed.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::time::Duration;
@@ -82,10 +83,13 @@ s.quit()
         .cli_ok(&["mail", "show", "alice@example.test", "1"], None)
         .unwrap();
     // What a remote MTA would relay: the message from its first DKIM-Signature on,
-    // plus a forged Authentication-Results claiming to be ours.
+    // plus forged Authentication-Results claiming to be ours: plain, with our name
+    // fully qualified (a trailing dot), and as an ARC-Authentication-Results.
     let signed = &stored[stored.find("DKIM-Signature:").unwrap()..];
     let forged = format!(
-        "Authentication-Results: mail.example.test; dkim=pass; spf=pass; dmarc=pass\r\n{signed}"
+        "Authentication-Results: mail.example.test; dkim=pass; spf=pass; dmarc=pass\r\n\
+         Authentication-Results: mail.example.test.; dkim=pass; spf=pass; dmarc=pass\r\n\
+         ARC-Authentication-Results: i=1; mail.example.test; dkim=pass; spf=pass; dmarc=pass\r\n{signed}"
     );
     let dir = setup.dir.path();
     let write = |name: &str, text: &str| {
@@ -168,6 +172,8 @@ s.quit()
         !first.contains("dkim=pass; spf=pass; dmarc=pass"),
         "{first}"
     );
+    assert!(!first.contains("mail.example.test.;"), "{first}");
+    assert!(!first.contains("ARC-Authentication-Results"), "{first}");
     let ar = header(&first);
     assert_eq!(ar.matches("dkim=pass").count(), 2, "{ar}");
     assert!(ar.contains("header.d=example.test"), "{ar}");

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tests::harness::{Setup, python};
+use tests::harness::{Setup, ensure_tool, python};
 
 const ADMIN: &str = "admin@example.test";
 
@@ -39,7 +39,8 @@ fn served(port: u16, names: &[&str]) -> Vec<String> {
 }
 
 fn file_fingerprint(pem_path: &std::path::Path) -> String {
-    let script = "import hashlib, ssl, sys; print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(sys.argv[1]).read())).hexdigest())";
+    // The first certificate of the file (the key may follow it).
+    let script = "import hashlib, ssl, sys; t = open(sys.argv[1]).read(); e = '-----END CERTIFICATE-----'; print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(t[:t.index(e) + len(e)] + '\\n')).hexdigest())";
     let out = python(script, &[&pem_path.to_string_lossy()]).unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
@@ -69,7 +70,6 @@ print(m.noop()[0])
     // New default pair, and an SNI pair for another name.
     let other_tls = other.data_dir.join("tls");
     std::fs::copy(other_tls.join("cert.pem"), tls.join("cert.pem")).unwrap();
-    std::fs::copy(other_tls.join("key.pem"), tls.join("key.pem")).unwrap();
     let second = file_fingerprint(&tls.join("cert.pem"));
     assert_ne!(first, second);
     std::fs::create_dir_all(tls.join("sni")).unwrap();
@@ -80,8 +80,14 @@ print(m.noop()[0])
         tls.join("sni/my.third.test.pem"),
     )
     .unwrap();
-    std::fs::copy(third_tls.join("key.pem"), tls.join("sni/my.third.test.key")).unwrap();
     let sni = file_fingerprint(&tls.join("sni/my.third.test.pem"));
+    // The server runs as the data directory's owner (postern): files an admin puts
+    // there must be that user's, as `docs/web.md` says.
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&setup.data_dir).unwrap();
+    for path in [tls.join("sni"), tls.join("sni/my.third.test.pem")] {
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
 
     server.signal(Signal::SIGHUP).unwrap();
     server
@@ -181,4 +187,68 @@ s.quit()
         server.stop(Duration::from_secs(10)).unwrap().code(),
         Some(0)
     );
+}
+
+/// The names in the certificate the HTTPS listener at `port` presents for `name`.
+fn certificate_names(port: u16, name: &str) -> String {
+    let openssl = ensure_tool("openssl", "openssl").unwrap();
+    let out = std::process::Command::new(&openssl)
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", name])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let mut x509 = std::process::Command::new(&openssl)
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    x509.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    String::from_utf8(x509.wait_with_output().unwrap().stdout).unwrap()
+}
+
+#[test]
+fn the_self_signed_certificate_names_every_served_host_and_follows_new_domains() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let _server = setup.serve().unwrap();
+    let port = setup.ports.https.port();
+    let names = certificate_names(port, "autoconfig.example.test");
+    for host in [
+        "mail.example.test",
+        "my.example.test",
+        "mta-sts.example.test",
+        "autoconfig.example.test",
+    ] {
+        assert!(names.contains(&format!("DNS:{host}")), "{host}: {names}");
+    }
+    // A domain added (CLI, through the running server) and an app: named at once.
+    setup
+        .cli_ok(&["domain", "add", "example.org"], None)
+        .unwrap();
+    setup
+        .cli_ok(
+            &[
+                "app",
+                "add",
+                "wiki",
+                "--upstream",
+                "127.0.0.1:9",
+                "--host",
+                "wiki.example.test",
+            ],
+            None,
+        )
+        .unwrap();
+    let names = certificate_names(port, "autoconfig.example.org");
+    for host in [
+        "mail.example.test",
+        "my.example.org",
+        "mta-sts.example.org",
+        "autoconfig.example.org",
+        "wiki.example.test",
+    ] {
+        assert!(names.contains(&format!("DNS:{host}")), "{host}: {names}");
+    }
 }

@@ -50,10 +50,7 @@ fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
 
 fn assert_security_headers(headers: &str, frame: &str) {
     for (name, value) in [
-        (
-            "Strict-Transport-Security",
-            "max-age=63072000; includeSubDomains",
-        ),
+        ("Strict-Transport-Security", "max-age=63072000"),
         ("X-Content-Type-Options", "nosniff"),
         ("X-XSS-Protection", "1; mode=block"),
         ("X-Download-Options", "noopen"),
@@ -84,6 +81,25 @@ fn http_redirects_and_https_serves_policies_and_autoconfig() {
         Some(format!("https://mail.example.test:{https_port}/some/path?a=1&b=two").as_str()),
         "{headers}"
     );
+    // Another of our names keeps its host; a name that is not ours is never reflected
+    // (the redirect goes to our host name).
+    for (host, to) in [
+        ("autoconfig.example.test", "autoconfig.example.test"),
+        ("evil.test/x?", "mail.example.test"),
+        ("evil.test", "mail.example.test"),
+        ("my.other.test", "mail.example.test"),
+    ] {
+        let (headers, _) = curl(&[
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://127.0.0.1:{http}/p?q=1"),
+        ]);
+        assert_eq!(
+            header(&headers, "Location"),
+            Some(format!("https://{to}:{https_port}/p?q=1").as_str()),
+            "Host: {host}\n{headers}"
+        );
+    }
 
     // The MTA-STS policy, over HTTP/1.1 and HTTP/2.
     let (headers, body) = https(
@@ -353,7 +369,7 @@ fn apps_are_proxied_with_the_client_address() {
         assert_eq!(header(&headers, "X-Upstream"), Some("yes"), "{headers}");
         assert_eq!(
             header(&headers, "Strict-Transport-Security"),
-            Some("max-age=63072000; includeSubDomains")
+            Some("max-age=63072000")
         );
         assert_eq!(header(&headers, "Referrer-Policy"), Some("same-origin"));
         assert_eq!(header(&headers, "X-Frame-Options"), Some("SAMEORIGIN"));
@@ -453,4 +469,252 @@ print("cut off after %.0f s" % took)
         &[&setup.ports.http.port().to_string()],
     );
     assert!(out.contains("cut off after"), "{out}");
+}
+
+/// Opens connections to the HTTPS port from SOURCE: `hold` TLS sessions that then send
+/// nothing, and reports how many the server refused at once, whether a connection from
+/// another address and SMTP are still served, and when the server closed the idle ones.
+const IDLE: &str = r#"
+import select, smtplib, socket, ssl, sys, time
+https, smtp, hold = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+def tls(source):
+    s = socket.create_connection(("127.0.0.1", https), timeout=5, source_address=(source, 0))
+    return ctx.wrap_socket(s, server_hostname="mail.example.test")
+held, refused = [], 0
+for _ in range(hold):
+    try:
+        held.append(tls("127.0.0.1"))
+    except (ssl.SSLError, OSError):
+        refused += 1
+print("held", len(held), "refused", refused)
+# A raw TCP connection that never starts its handshake.
+raw = socket.create_connection(("127.0.0.1", https), timeout=5, source_address=("127.0.0.3", 0))
+other = tls("127.0.0.2")
+other.sendall(b"GET /healthz HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n")
+print("other", other.recv(100).split(b"\r\n")[0].decode())
+s = smtplib.SMTP("127.0.0.1", smtp, timeout=5); print("smtp", s.noop()[0]); s.quit()
+start = time.time()
+socks = held + [raw]
+for s in socks:
+    s.setblocking(False)
+open_ = set(socks)
+while open_ and time.time() - start < 15:
+    ready, _, _ = select.select(list(open_), [], [], 0.5)
+    for s in ready:
+        try:
+            if not s.recv(1):
+                open_.discard(s)
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLError, OSError):
+            open_.discard(s)
+print("closed", len(socks) - len(open_), "of", len(socks), "within", round(time.time() - start))
+again = tls("127.0.0.1")
+again.sendall(b"GET /healthz HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n")
+print("again", again.recv(100).split(b"\r\n")[0].decode())
+"#;
+
+#[test]
+fn idle_web_connections_are_capped_per_address_and_closed_from_accept() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replacen(
+            "[http]\n",
+            "[http]\nconnections_per_ip = 20\nrequest_timeout_seconds = 3\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let server = setup.serve().unwrap();
+    let pid = server.pid().unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let out = tests::imap::run(
+        IDLE,
+        &[
+            &setup.ports.https.port().to_string(),
+            &setup.ports.smtp.port().to_string(),
+            "40",
+        ],
+    );
+    // 20 held, the other 20 closed at accept; another address and SMTP are served; the
+    // idle ones (and the one that never sent a byte) are closed a few seconds after
+    // they were accepted, and their slots come back.
+    assert!(out.contains("held 20 refused 20"), "{out}");
+    assert!(out.contains("other HTTP/1.1 200"), "{out}");
+    assert!(out.contains("smtp 250"), "{out}");
+    assert!(out.contains("closed 21 of 21 within"), "{out}");
+    assert!(out.contains("again HTTP/1.1 200"), "{out}");
+    let after = fds();
+    assert!(
+        after <= before + 5,
+        "{before} file descriptors before, {after} after"
+    );
+}
+
+#[test]
+fn a_global_connection_cap_hsts_subdomains_and_the_admin_host_follow_the_configuration() {
+    let setup = Setup::quickstart("admin@example.test", "").unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    let config = config
+        .replacen("[http]\n", "[http]\nmax_connections = 10\n", 1)
+        .replacen("[https]\n", "[https]\nhsts_include_subdomains = true\n", 1);
+    std::fs::write(
+        &setup.config,
+        format!("{config}\n[admin]\nhost = \"admin.example.test\"\n"),
+    )
+    .unwrap();
+    let _server = setup.serve().unwrap();
+    let out = tests::imap::run(
+        r#"
+import socket, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+held, refused = [], 0
+for i in range(16):
+    src = "127.0.0.%d" % (10 + i)
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+        held.append(ctx.wrap_socket(s, server_hostname="mail.example.test"))
+    except (ssl.SSLError, OSError):
+        refused += 1
+print("held", len(held), "refused", refused)
+"#,
+        &[&setup.ports.https.port().to_string()],
+    );
+    assert!(out.contains("held 10 refused 6"), "{out}");
+
+    // HSTS covers subdomains because the operator said so; the admin headers and CSP
+    // are on `[admin] host`, and `my.` is nothing special any more.
+    let (headers, _) = https(&setup, "admin.example.test", "/", &[]);
+    assert_eq!(
+        header(&headers, "Strict-Transport-Security"),
+        Some("max-age=63072000; includeSubDomains"),
+        "{headers}"
+    );
+    assert_eq!(
+        header(&headers, "X-Frame-Options"),
+        Some("DENY"),
+        "{headers}"
+    );
+    assert!(
+        header(&headers, "Content-Security-Policy").is_some(),
+        "{headers}"
+    );
+    let (headers, _) = https(&setup, "my.example.test", "/", &[]);
+    assert_eq!(
+        header(&headers, "X-Frame-Options"),
+        Some("SAMEORIGIN"),
+        "{headers}"
+    );
+    assert_eq!(
+        header(&headers, "Content-Security-Policy"),
+        None,
+        "{headers}"
+    );
+}
+
+#[test]
+fn app_names_and_hosts_that_would_shadow_our_own_are_refused() {
+    let setup = Setup::quickstart(
+        "admin@example.test",
+        "[admin]\nhost = \"console.example.test\"\n",
+    )
+    .unwrap();
+    let _server = setup.serve().unwrap();
+    let upstream = "127.0.0.1:9";
+    // Names whose default host (NAME.example.test) is one of ours, and hosts that are.
+    for name in [
+        "my",
+        "mta-sts",
+        "autoconfig",
+        "autodiscover",
+        "mail",
+        "console",
+        "MY",
+    ] {
+        let out = setup
+            .cli(&["app", "add", name, "--upstream", upstream], None)
+            .unwrap();
+        assert!(!out.status.success(), "app {name} was added");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reserved"), "{name}: {err}");
+    }
+    for host in [
+        "mail.example.test",
+        "console.example.test",
+        "mta-sts.example.test",
+        "autoconfig.example.test",
+        "example.test",
+        "Example.Test.",
+    ] {
+        let out = setup
+            .cli(
+                &["app", "add", "blog", "--upstream", upstream, "--host", host],
+                None,
+            )
+            .unwrap();
+        assert!(!out.status.success(), "an app on {host} was added");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reserved"), "{host}: {err}");
+    }
+    let list = setup.cli_ok(&["app", "list"], None).unwrap();
+    assert_eq!(list, "");
+    // An ordinary app is fine; its host cannot be moved onto one of ours.
+    setup
+        .cli_ok(&["app", "add", "blog", "--upstream", upstream], None)
+        .unwrap();
+    let port = setup.ports.https.port();
+    let curl_api = |method: &str, path: &str, token: Option<&str>, body: &str| -> String {
+        let mut args = vec![
+            "-X".to_string(),
+            method.to_string(),
+            "-H".to_string(),
+            "Content-Type: application/json".to_string(),
+            "--data".to_string(),
+            body.to_string(),
+            "-w".to_string(),
+            "\n%{http_code}".to_string(),
+        ];
+        if let Some(t) = token {
+            args.extend(["-H".to_string(), format!("Authorization: Bearer {t}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        https(&setup, "console.example.test", path, &args).1
+    };
+    let _ = port;
+    let login = curl_api(
+        "POST",
+        "/api/v1/login",
+        None,
+        &format!(
+            r#"{{"email": "admin@example.test", "password": "{}"}}"#,
+            setup.password
+        ),
+    );
+    let token: serde_json::Value =
+        serde_json::from_str(login.rsplit_once('\n').unwrap().0).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let out = curl_api(
+        "POST",
+        "/api/v1/apps",
+        Some(token),
+        r#"{"name": "autodiscover", "upstream": "127.0.0.1:9"}"#,
+    );
+    assert!(out.ends_with("\n422") && out.contains("reserved"), "{out}");
+    let out = curl_api(
+        "PATCH",
+        "/api/v1/apps/blog",
+        Some(token),
+        r#"{"host": "console.example.test"}"#,
+    );
+    assert!(out.ends_with("\n422") && out.contains("reserved"), "{out}");
 }

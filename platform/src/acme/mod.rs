@@ -590,8 +590,9 @@ fn describe(config: &crate::config::Config, name: &str) -> String {
     }
 }
 
-/// Checks the issued chain names `name` and fits its key, writes the pair (each file
-/// replaced by a rename) and swaps it into every listener.
+/// Checks the issued chain names `name` and fits its key, writes the pair as one file
+/// replaced by one rename (a crash never leaves a key that does not fit its
+/// certificate) and swaps it into every listener.
 fn install(
     config: &crate::config::Config,
     tls: &common::tls::Tls,
@@ -607,11 +608,15 @@ fn install(
         ));
     }
     let (cert_path, key_path) = pair_paths(config, name);
-    // The pair must load before anything is replaced.
-    common::tls::check_pair(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
-        .map_err(|e| e.to_string())?;
-    order::save_private(&key_path, issued.key_pem.as_bytes())?;
-    order::save_private(&cert_path, issued.chain_pem.as_bytes())?;
+    // The pair must load before anything is replaced (write_pair checks).
+    common::tls::write_pair(
+        &cert_path,
+        issued.chain_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    // The old separate key file is read no more.
+    let _ = std::fs::remove_file(&key_path);
     tls.reload()
         .map_err(|e| format!("the certificate was saved but not loaded: {e}"))?;
     Ok(info)

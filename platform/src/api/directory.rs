@@ -112,6 +112,14 @@ pub(super) async fn update_user(
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
     let change: UserChange = json_body(request).await?;
+    let own = caller.email.eq_ignore_ascii_case(&email);
+    if own && change.admin == Some(false) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "self",
+            "An administrator cannot take away their own admin right".into(),
+        ));
+    }
     let store = web.store.clone();
     let account = blocking(move || {
         if store.account(&email)?.is_none() {
@@ -120,6 +128,11 @@ pub(super) async fn update_user(
         if let Some(p) = &change.password {
             let hash = checked_hash(p)?;
             store.set_password(&email, &hash)?;
+            // Every token of the account ends; one's own request keeps its token.
+            super::revoke_tokens(&store, &email);
+            if own {
+                super::renew_token(&store, &caller)?;
+            }
             caller.log(&store, "user-passwd", email.clone());
         }
         if let Some(q) = change.quota_bytes {
@@ -128,6 +141,9 @@ pub(super) async fn update_user(
         }
         if let Some(a) = change.admin {
             store.set_admin(&email, a)?;
+            if !a {
+                super::revoke_tokens(&store, &email);
+            }
             caller.log(&store, "user-admin", format!("{email} {a}"));
         }
         store
@@ -154,6 +170,7 @@ pub(super) async fn delete_user(
     let store = web.store.clone();
     blocking(move || {
         store.delete_account(&email)?;
+        super::revoke_tokens(&store, &email);
         caller.log(&store, "user-del", email.to_ascii_lowercase());
         Ok(())
     })
@@ -183,12 +200,13 @@ struct NewDomain {
 pub(super) async fn create_domain(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     let caller = caller(&web, &request)?;
     let new: NewDomain = json_body(request).await?;
-    let store = web.store.clone();
+    let (store, config, running) = (web.store.clone(), web.config.clone(), web.running.clone());
     let domain = blocking(move || {
         let domain = store.add_domain(&new.name)?;
         crate::admin::generate_dkim_keys(&store, &domain.name, true)
             .map_err(|r| ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.0))?;
         caller.log(&store, "domain-add", domain.name.clone());
+        running.names_changed(&config, &store);
         Ok(domain)
     })
     .await?;
@@ -201,10 +219,11 @@ pub(super) async fn delete_domain(
     request: Request,
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
-    let store = web.store.clone();
+    let (store, config, running) = (web.store.clone(), web.config.clone(), web.running.clone());
     blocking(move || {
         store.delete_domain(&name)?;
         caller.log(&store, "domain-del", name.to_ascii_lowercase());
+        running.names_changed(&config, &store);
         Ok(())
     })
     .await?;

@@ -22,6 +22,10 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(web.clone())
         .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            |state, request, next| super::require_admin(state, request, next, &[]),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             web,
             super::only_admin_host,
         ))

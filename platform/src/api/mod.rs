@@ -1,19 +1,24 @@
 //! The admin API (`/api/v1`, JSON), served on the admin host only.
 //!
+//! Authentication is a layer over every route that denies by default: a route is
+//! public only by being listed in [`PUBLIC`] (the login and the OpenAPI document);
+//! every other one needs `Authorization: Bearer TOKEN` of an account that, at that
+//! request, still exists, is an administrator and has the password it logged in with.
 //! `POST /api/v1/login` with `{"email", "password"}` of an administrator answers
-//! `{"token", "expires_at"}`; every other route needs `Authorization: Bearer TOKEN`.
-//! Login attempts are limited per client IP (a bucket of 10 refilled at 10 a second,
+//! `{"token", "expires_at"}` (a wrong password and a non-administrator get the same
+//! `401`); tokens are stored as SHA-256 digests, survive a restart and end at
+//! `POST /api/v1/logout`, on a password change, a demotion or a deletion. Login
+//! attempts are limited per client IP (a bucket of 10 refilled at 10 a second,
 //! `[admin] login_attempts_per_second`) on top of the failed-login limiter every
 //! protocol shares. Errors are `{"code", "message"}` with a stable code. Every change
 //! goes to the activity log with the administrator and the client's address.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -33,7 +38,8 @@ mod system;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// The host name the admin API is served on. Empty: `my.<first domain>`.
+    /// The host name the admin API is served on (and the one host with the admin
+    /// security headers). Empty: `my.<domain>` of each of our domains.
     pub host: String,
     /// Login attempts one client IP may make per second (a bucket of this size,
     /// refilled at this rate); more get `429`.
@@ -52,17 +58,13 @@ impl Default for AdminConfig {
     }
 }
 
-/// A token handed out at login.
-#[derive(Debug, Clone)]
-struct Grant {
-    email: String,
-    expires: SystemTime,
-}
+/// The routes anyone may call (method, path under `/api/v1`); every other route,
+/// and any path that matches none, needs an administrator's token.
+pub const PUBLIC: &[(&str, &str)] = &[("POST", "/login"), ("GET", "/openapi.json")];
 
-/// The admin API's state: tokens (in memory: a restart logs everybody out) and the
-/// login limiter.
+/// The admin API's state: the login limiter and the token lifetime (the tokens are in
+/// the store).
 pub struct Api {
-    tokens: Mutex<HashMap<String, Grant>>,
     login_limiter: common::rate::KeyedBuckets<IpAddr>,
     token_life: Duration,
     auth: Arc<store::login::Authenticator>,
@@ -73,7 +75,6 @@ impl Api {
     pub fn new(config: &AdminConfig, auth: Arc<store::login::Authenticator>) -> Api {
         let rate = config.login_attempts_per_second.max(1);
         Api {
-            tokens: Mutex::new(HashMap::new()),
             login_limiter: common::rate::KeyedBuckets::new(rate, rate),
             token_life: Duration::from_secs(config.token_hours.max(1) * 3600),
             auth,
@@ -115,6 +116,7 @@ pub(crate) type ApiResult = Result<Response, ApiError>;
 pub fn router(web: Arc<Web>) -> Router {
     Router::new()
         .route("/login", post(login))
+        .route("/logout", post(logout))
         .route(
             "/users",
             get(directory::list_users).post(directory::create_user),
@@ -158,6 +160,10 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .with_state(web.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            |state, request, next| require_admin(state, request, next, PUBLIC),
+        ))
         .layer(axum::middleware::from_fn_with_state(web, only_admin_host))
 }
 
@@ -165,29 +171,13 @@ async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "not_found", "No such route".into())
 }
 
-/// The API answers only on the admin host: `[admin] host`, or `my.<domain>` for one
-/// of our domains when that is empty.
+/// The API answers only on the admin host ([`Web::is_admin_host`]).
 pub(crate) async fn only_admin_host(
     State(web): State<Arc<Web>>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let host = crate::web::host_of(&request);
-    let allowed = if web.admin_host.is_empty() {
-        match host.strip_prefix("my.") {
-            Some(domain) => {
-                let store = web.store.clone();
-                let domain = domain.to_string();
-                tokio::task::spawn_blocking(move || store.domain(&domain).ok().flatten().is_some())
-                    .await
-                    .unwrap_or(false)
-            }
-            None => false,
-        }
-    } else {
-        host == web.admin_host
-    };
-    if allowed {
+    if web.is_admin_host(&crate::web::host_of(&request)).await {
         next.run(request).await
     } else {
         not_found().await.into_response()
@@ -213,6 +203,22 @@ struct Login {
     password: String,
 }
 
+/// Hex SHA-256 of a token: what the store keeps.
+fn token_digest(token: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// A digest of an account's password hash: a token made under one password is no good
+/// under another.
+fn credential(account: &store::Account) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, account.password_hash.as_bytes());
+    hex(&digest.as_ref()[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     let ip = client_ip(&request).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     if let Err(wait) = web.api.login_limiter.acquire(&ip) {
@@ -225,6 +231,15 @@ async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     }
     let Login { email, password } = json_body(request).await?;
     let auth = web.api.auth.clone();
+    // A wrong password and the right password of an account that is no administrator
+    // get the same answer: the API must not confirm a password it does not accept.
+    let refused = || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Wrong email or password, or not an administrator".into(),
+        )
+    };
     let account = blocking(
         move || match auth.login(&email, &password, ip, "admin-api") {
             Ok(account) => Ok(account),
@@ -233,11 +248,7 @@ async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
                 "rate_limited",
                 "Too many failed logins from this address, try again later".into(),
             )),
-            Err(store::login::LoginError::Failed) => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "Wrong email or password".into(),
-            )),
+            Err(store::login::LoginError::Failed) => Err(refused()),
             Err(store::login::LoginError::Unavailable(e)) => {
                 Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))
             }
@@ -245,11 +256,7 @@ async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     )
     .await?;
     if !account.admin {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "not_admin",
-            format!("{} is not an administrator", account.email),
-        ));
+        return Err(refused());
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| {
@@ -259,20 +266,20 @@ async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
             e.to_string(),
         )
     })?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = hex(&bytes);
     let expires = SystemTime::now() + web.api.token_life;
-    {
-        let mut tokens = web.api.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let now = SystemTime::now();
-        tokens.retain(|_, g| g.expires > now);
-        tokens.insert(
-            token.clone(),
-            Grant {
-                email: account.email.clone(),
-                expires,
-            },
-        );
-    }
+    let grant = store::AdminToken {
+        email: account.email.clone(),
+        expires,
+        credential: credential(&account),
+    };
+    let (store, digest) = (web.store.clone(), token_digest(&token));
+    blocking(move || {
+        store.remove_admin_tokens(None, SystemTime::now())?;
+        store.put_admin_token(&digest, &grant)?;
+        Ok(())
+    })
+    .await?;
     Ok(Json(json!({
         "token": token,
         "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
@@ -280,38 +287,96 @@ async fn login(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     .into_response())
 }
 
-/// The administrator a request's bearer token belongs to, with the client's address.
-pub(crate) fn authorize(
-    web: &Web,
-    request_headers: &axum::http::HeaderMap,
-    ip: Option<IpAddr>,
-) -> Result<Caller, ApiError> {
-    let unauthorized = || {
-        ApiError(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Send Authorization: Bearer TOKEN from POST /api/v1/login".into(),
-        )
-    };
-    let token = request_headers
+/// `POST /api/v1/logout`: the token of this request ends.
+async fn logout(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
+    let caller = caller(&web, &request)?;
+    let store = web.store.clone();
+    blocking(move || {
+        store.remove_admin_token(&caller.token)?;
+        caller.log(&store, "admin-logout", String::new());
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn unauthorized() -> ApiError {
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Send Authorization: Bearer TOKEN from POST /api/v1/login".into(),
+    )
+}
+
+/// The layer in front of every route: `public` routes pass; any other request needs
+/// a valid administrator's token ([`authorize`]), and its handler finds the
+/// [`Caller`] in the request's extensions.
+pub(crate) async fn require_admin(
+    State(web): State<Arc<Web>>,
+    mut request: Request,
+    next: axum::middleware::Next,
+    public: &'static [(&'static str, &'static str)],
+) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    if public
+        .iter()
+        .any(|(m, p)| Method::from_bytes(m.as_bytes()).is_ok_and(|m| m == method) && *p == path)
+    {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(unauthorized)?;
-    let tokens = web.api.tokens.lock().unwrap_or_else(|e| e.into_inner());
-    match tokens.get(token.trim()) {
-        Some(grant) if grant.expires > SystemTime::now() => Ok(Caller {
-            email: grant.email.clone(),
-            ip,
-        }),
-        _ => Err(unauthorized()),
+        .map(|t| t.trim().to_string());
+    let Some(token) = token else {
+        return unauthorized().into_response();
+    };
+    let ip = client_ip(&request);
+    let store = web.store.clone();
+    match blocking(move || authorize(&store, &token, ip)).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
     }
 }
 
-/// Who is calling.
+/// The administrator `token` belongs to, checked now: the token is known and
+/// unexpired, and its account exists, is an administrator and has the password it
+/// had at login. A token that fails any of it is removed.
+fn authorize(store: &store::Store, token: &str, ip: Option<IpAddr>) -> Result<Caller, ApiError> {
+    let digest = token_digest(token);
+    let Some(grant) = store.admin_token(&digest)? else {
+        return Err(unauthorized());
+    };
+    let valid = grant.expires > SystemTime::now()
+        && store
+            .account(&grant.email)?
+            .is_some_and(|a| a.admin && credential(&a) == grant.credential);
+    if !valid {
+        store.remove_admin_token(&digest)?;
+        return Err(unauthorized());
+    }
+    Ok(Caller {
+        email: grant.email,
+        ip,
+        token: digest,
+        expires: grant.expires,
+    })
+}
+
+/// Who is calling: put in the request by [`require_admin`].
+#[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub email: String,
     pub ip: Option<IpAddr>,
+    /// The digest of the token the request came with.
+    token: String,
+    /// When that token expires.
+    expires: SystemTime,
 }
 
 impl Caller {
@@ -329,9 +394,36 @@ impl Caller {
     }
 }
 
-/// The caller of a request, or `401`.
-pub(crate) fn caller(web: &Web, request: &Request) -> Result<Caller, ApiError> {
-    authorize(web, request.headers(), client_ip(request))
+/// The caller of a request, which [`require_admin`] let through; `401` otherwise.
+pub(crate) fn caller(_web: &Web, request: &Request) -> Result<Caller, ApiError> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(unauthorized)
+}
+
+/// Records `caller`'s token again under its account's current password (after an
+/// administrator changed their own password, which ended all their tokens), with the
+/// expiry it had.
+pub(crate) fn renew_token(store: &store::Store, caller: &Caller) -> Result<(), ApiError> {
+    let Some(account) = store.account(&caller.email)? else {
+        return Ok(());
+    };
+    let grant = store::AdminToken {
+        email: account.email.clone(),
+        expires: caller.expires,
+        credential: credential(&account),
+    };
+    store.put_admin_token(&caller.token, &grant)?;
+    Ok(())
+}
+
+/// Ends every token of `email` (its password, admin right or existence changed).
+pub(crate) fn revoke_tokens(store: &store::Store, email: &str) {
+    if let Err(e) = store.remove_admin_tokens(Some(email), SystemTime::now()) {
+        tracing::error!(error = %e, email, "could not end the admin tokens");
+    }
 }
 
 /// Reads a JSON body of type `T`, answering `400 bad_request` with the reason.

@@ -1,5 +1,6 @@
 //! The OpenAPI 3 document of the admin API, served at `/api/v1/openapi.json`
-//! (no token needed: it describes, it does not reveal).
+//! (no token needed: it describes, it does not reveal). The operations it marks
+//! `security: []` are exactly [`super::PUBLIC`].
 
 use axum::Json;
 use axum::response::IntoResponse;
@@ -84,7 +85,11 @@ pub fn spec() -> Value {
                 "operationId": "login",
                 "security": [],
                 "requestBody": body("Login"),
-                "responses": ok("200", "A token", Some(reference("Token")), &["400", "401", "403", "429", "503"])
+                "responses": ok("200", "A token", Some(reference("Token")), &["400", "401", "429", "503"])
+            }},
+            "/logout": {"post": {
+                "operationId": "logout",
+                "responses": ok("204", "The token of this request is no longer valid", None, auth_errors)
             }},
             "/users": {
                 "get": {"operationId": "listUsers", "responses": ok("200", "The accounts", Some(array("User")), auth_errors)},
@@ -94,7 +99,7 @@ pub fn spec() -> Value {
             "/users/{email}": {
                 "parameters": [path_param("email", string.clone())],
                 "patch": {"operationId": "updateUser", "requestBody": body("UserChange"),
-                    "responses": ok("200", "The account", Some(reference("User")), &["400", "401", "404", "422", "503"])},
+                    "responses": ok("200", "The account", Some(reference("User")), &["400", "401", "404", "409", "422", "503"])},
                 "delete": {"operationId": "deleteUser", "responses": ok("204", "Deleted with its mail", None, &["401", "404", "409", "422", "503"])}
             },
             "/domains": {
@@ -232,4 +237,29 @@ pub fn spec() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_operations_are_the_routes_the_layer_lets_through() {
+        let doc = spec();
+        let mut public: Vec<(String, String)> = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                if op.get("security").is_some_and(|s| s == &json!([])) {
+                    public.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        public.sort();
+        let mut expected: Vec<(String, String)> = super::super::PUBLIC
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(public, expected);
+    }
 }

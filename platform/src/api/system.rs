@@ -40,6 +40,7 @@ pub(super) async fn create_app(State(web): State<Arc<Web>>, request: Request) ->
     let new: NewApp = json_body(request).await?;
     let store = web.store.clone();
     let config = web.config.clone();
+    let running = web.running.clone();
     let app = blocking(move || {
         let name = new.name.to_ascii_lowercase();
         if store.apps()?.iter().any(|a| a.name == name) {
@@ -50,7 +51,14 @@ pub(super) async fn create_app(State(web): State<Arc<Web>>, request: Request) ->
             upstream: new.upstream,
             host: new.host,
         };
-        admin::execute_from(&store, &config, &command, &caller.email, caller.ip)?;
+        admin::execute_in(
+            &store,
+            &config,
+            &command,
+            &caller.email,
+            caller.ip,
+            Some(&running),
+        )?;
         store
             .apps()?
             .into_iter()
@@ -78,12 +86,16 @@ pub(super) async fn update_app(
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
     let change: AppChange = json_body(request).await?;
-    let store = web.store.clone();
+    let (store, config) = (web.store.clone(), web.config.clone());
+    let running = web.running.clone();
     let app = blocking(move || {
         let name = name.to_ascii_lowercase();
         let Some(old) = store.apps()?.into_iter().find(|a| a.name == name) else {
             return Err(store::Error::NotFound(format!("the app {name}")).into());
         };
+        if let Some(host) = &change.host {
+            crate::web::reserved::check_app(&config, &store, None, host)?;
+        }
         let host = change.host.unwrap_or(old.host);
         let upstream = change.upstream.unwrap_or(old.upstream);
         let app = store.update_app(&name, &host, &upstream)?;
@@ -92,6 +104,7 @@ pub(super) async fn update_app(
             "app-update",
             format!("{} {} -> {}", app.name, app.host, app.upstream),
         );
+        running.names_changed(&config, &store);
         Ok(app)
     })
     .await?;
@@ -105,6 +118,7 @@ pub(super) async fn delete_app(
 ) -> ApiResult {
     let caller = caller(&web, &request)?;
     let (store, config) = (web.store.clone(), web.config.clone());
+    let running = web.running.clone();
     blocking(move || {
         let name = name.to_ascii_lowercase();
         if !store.apps()?.iter().any(|a| a.name == name) {
@@ -113,7 +127,14 @@ pub(super) async fn delete_app(
         // The one removal path: a container app's container, network and relay
         // account go with it.
         let command = Command::AppDel { name };
-        admin::execute_from(&store, &config, &command, &caller.email, caller.ip)?;
+        admin::execute_in(
+            &store,
+            &config,
+            &command,
+            &caller.email,
+            caller.ip,
+            Some(&running),
+        )?;
         Ok(())
     })
     .await?;
@@ -202,10 +223,11 @@ pub(super) async fn activity_log(
     .into_response())
 }
 
-/// The configuration in effect, read-only (the TOML file is the one place to change it).
+/// The configuration in effect, read-only (the TOML file is the one place to change
+/// it), its secrets shown as `<redacted>`.
 pub(super) async fn effective_config(State(web): State<Arc<Web>>, request: Request) -> ApiResult {
     caller(&web, &request)?;
-    let value = serde_json::to_value(&*web.config)
+    let value = serde_json::to_value(web.config.redacted())
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(value).into_response())
 }

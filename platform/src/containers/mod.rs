@@ -7,7 +7,12 @@
 //! own subdomain, like any app). Each app gets a mail-relay account of its own
 //! (`NAME@<first domain>`, a random 128-character password, given to it in its
 //! environment) that can only send as itself.
+//!
+//! This half runs in the unprivileged server (or the CLI): it keeps the apps in the
+//! store and asks [`crate::privsep::Privileged`] to start, stop and remove
+//! containers; [`privileged`] is what the helper does for it.
 
+pub mod privileged;
 pub mod runtime;
 pub mod spec;
 
@@ -22,6 +27,7 @@ use store::Store;
 
 use crate::admin::Refusal;
 use crate::config::Config;
+use crate::privsep::{AppStart, Privileged};
 
 /// `[apps]`: containers for apps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -62,16 +68,22 @@ fn addresses(subnet: Ipv4Net, index: u32) -> Option<(Ipv4Addr, Ipv4Addr)> {
     Some((Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2)))
 }
 
+/// Checks an app slot: 1 and up, and inside `[apps] subnet`.
+pub fn check_index(config: &Config, index: u32) -> Result<(), String> {
+    if index == 0 || addresses(config.apps.subnet, index).is_none() {
+        return Err(format!("slot {index} is not in [apps] subnet"));
+    }
+    Ok(())
+}
+
 fn app_dir(config: &Config, name: &str) -> PathBuf {
     config.data_dir.join("apps").join(name)
 }
 
-fn runc(config: &Config) -> runtime::Runc {
-    runtime::Runc::new(config.data_dir.join("apps/runc"))
-}
-
-fn container_id(name: &str) -> String {
-    format!("postern-{name}")
+/// Where an app's relay password is kept (mode 0600): the server puts it in the
+/// app's environment at every start.
+fn relay_password_path(config: &Config, name: &str) -> PathBuf {
+    app_dir(config, name).join("relay-password")
 }
 
 /// What `app add --rootfs` is given.
@@ -86,7 +98,12 @@ pub struct NewContainer {
 }
 
 /// Adds a container app, its relay account and its files, and starts it.
-pub fn add(store: &Store, config: &Config, new: &NewContainer) -> Result<String, Refusal> {
+pub fn add(
+    store: &Store,
+    config: &Config,
+    privileged: &Privileged,
+    new: &NewContainer,
+) -> Result<String, Refusal> {
     let rootfs = std::fs::canonicalize(&new.rootfs)
         .map_err(|e| Refusal(format!("--rootfs {}: {e}", new.rootfs)))?;
     if !rootfs.is_dir() {
@@ -153,8 +170,8 @@ pub fn add(store: &Store, config: &Config, new: &NewContainer) -> Result<String,
         }
     };
     let dir = app_dir(config, &app.name);
-    let written = write_bundle(config, &app, &password);
-    let started = written.and_then(|()| start_app(config, &app));
+    let written = write_files(config, &app, &password);
+    let started = written.and_then(|()| start_app(config, privileged, &app));
     let mut out = format!(
         "Added app {} on https://{}/ -> container {} (uid {}, {} MiB, /data in {})\nMail relay: {} (password in the app's environment, POSTERN_SMTP_*)\n",
         app.name,
@@ -178,29 +195,52 @@ pub fn add(store: &Store, config: &Config, new: &NewContainer) -> Result<String,
     Ok(out)
 }
 
-/// Writes the app's bundle (spec with its environment, mode 0600), its data volume
-/// (owned by its uid) and its AppArmor profile.
-fn write_bundle(config: &Config, app: &store::App, password: &str) -> Result<(), Refusal> {
-    let Some(c) = &app.container else {
-        return Err(Refusal(format!("the app {} is not a container", app.name)));
-    };
+/// Writes the app's directory: its relay password (mode 0600) and, for reading, the
+/// AppArmor profile the helper loads where the kernel has AppArmor.
+fn write_files(config: &Config, app: &store::App, password: &str) -> Result<(), Refusal> {
     let dir = app_dir(config, &app.name);
     let io = |what: &str, e: std::io::Error| Refusal(format!("{what}: {e}"));
-    let data = dir.join("data");
-    std::fs::create_dir_all(dir.join("bundle"))
-        .map_err(|e| io("creating the app's directory", e))?;
-    std::fs::create_dir_all(&data).map_err(|e| io("creating the app's data volume", e))?;
-    let uid = config.apps.first_uid + c.index;
-    nix::unistd::chown(&data, Some(uid.into()), Some(uid.into()))
-        .map_err(|e| Refusal(format!("{}: chown to {uid}: {e}", data.display())))?;
-    let profile_name = format!("postern-app-{}", app.name);
-    let profile = spec::apparmor(&profile_name);
-    let profile_file = dir.join("apparmor.profile");
-    std::fs::write(&profile_file, &profile).map_err(|e| io("writing the AppArmor profile", e))?;
-    let confined = runtime::apparmor_enabled();
-    if confined {
-        runtime::load_apparmor(&profile_file).map_err(Refusal)?;
+    std::fs::create_dir_all(&dir).map_err(|e| io("creating the app's directory", e))?;
+    let profile = spec::apparmor(&format!("postern-app-{}", app.name));
+    std::fs::write(dir.join("apparmor.profile"), profile)
+        .map_err(|e| io("writing the AppArmor profile", e))?;
+    let path = relay_password_path(config, &app.name);
+    let _ = std::fs::remove_file(&path);
+    common::tls::write_private(&path, password.as_bytes()).map_err(|e| Refusal(e.to_string()))
+}
+
+/// The app's relay password: its file, or (an app added before it existed) the
+/// environment of its old bundle.
+fn relay_password(config: &Config, name: &str) -> Result<String, Refusal> {
+    if let Ok(p) = std::fs::read_to_string(relay_password_path(config, name)) {
+        return Ok(p);
     }
+    let old = app_dir(config, name).join("bundle/config.json");
+    let spec: serde_json::Value = std::fs::read(&old)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            Refusal(format!(
+                "the app {name}'s relay password is missing: remove and add it again"
+            ))
+        })?;
+    spec["process"]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .find_map(|e| e.strip_prefix("POSTERN_SMTP_PASSWORD="))
+        .map(str::to_string)
+        .ok_or_else(|| Refusal(format!("the app {name}'s relay password is missing")))
+}
+
+fn start_app(config: &Config, privileged: &Privileged, app: &store::App) -> Result<(), Refusal> {
+    let Some(c) = &app.container else {
+        return Err(Refusal(format!(
+            "the app {} runs elsewhere (--upstream): start it there",
+            app.name
+        )));
+    };
     let submission = config.submission.listen.first().map_or(587, |a| a.port());
     let mut env =
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
@@ -211,108 +251,53 @@ fn write_bundle(config: &Config, app: &store::App, password: &str) -> Result<(),
         format!("POSTERN_SMTP_HOST={}", c.gateway),
         format!("POSTERN_SMTP_PORT={submission}"),
         format!("POSTERN_SMTP_USER={}", c.relay_account),
-        format!("POSTERN_SMTP_PASSWORD={password}"),
+        format!(
+            "POSTERN_SMTP_PASSWORD={}",
+            relay_password(config, &app.name)?
+        ),
     ]);
-    let data_text = data.to_string_lossy().into_owned();
-    let netns = runtime::netns_path(&app.name);
-    let inputs = spec::Inputs {
-        name: &app.name,
-        rootfs: &c.rootfs,
-        data_dir: &data_text,
-        command: &c.command,
-        env,
-        uid,
-        memory_bytes: u64::from(config.apps.memory_mb) << 20,
-        pids: config.apps.pids,
-        netns: &netns,
-        apparmor: confined.then_some(profile_name.as_str()),
-    };
-    let text =
-        serde_json::to_vec_pretty(&spec::config(&inputs)).map_err(|e| Refusal(e.to_string()))?;
-    let path = dir.join("bundle/config.json");
-    let _ = std::fs::remove_file(&path);
-    common::tls::write_private(&path, &text).map_err(|e| Refusal(e.to_string()))
-}
-
-/// Gives the data volume to the app's uid when it is not its own (a restored backup
-/// is owned by whoever restored it).
-fn own_volume(data: &std::path::Path, uid: u32) -> Result<(), Refusal> {
-    use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::metadata(data)
-        .map_err(|e| Refusal(format!("{}: {e}", data.display())))?
-        .uid();
-    if owner == uid {
-        return Ok(());
-    }
-    fn walk(path: &std::path::Path, uid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::lchown(path, Some(uid), Some(uid))?;
-        if std::fs::symlink_metadata(path)?.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                walk(&entry?.path(), uid)?;
-            }
-        }
-        Ok(())
-    }
-    walk(data, uid).map_err(|e| Refusal(format!("{}: chown to {uid}: {e}", data.display())))
-}
-
-fn start_app(config: &Config, app: &store::App) -> Result<(), Refusal> {
-    let Some(c) = &app.container else {
-        return Err(Refusal(format!(
-            "the app {} runs elsewhere (--upstream): start it there",
-            app.name
-        )));
-    };
-    runtime::ensure_network(&app.name, c.index, &c.address, &c.gateway).map_err(Refusal)?;
-    let dir = app_dir(config, &app.name);
-    own_volume(&dir.join("data"), config.apps.first_uid + c.index)?;
-    runc(config)
-        .start(
-            &container_id(&app.name),
-            &dir.join("bundle"),
-            &dir.join("app.log"),
-        )
+    privileged
+        .start_app(AppStart {
+            name: app.name.clone(),
+            index: c.index,
+            rootfs: PathBuf::from(&c.rootfs),
+            command: c.command.clone(),
+            env,
+        })
         .map_err(Refusal)
 }
 
 /// `app start NAME`: runs it now and at every `serve` start.
-pub fn start(store: &Store, config: &Config, name: &str) -> Result<String, Refusal> {
+pub fn start(
+    store: &Store,
+    config: &Config,
+    privileged: &Privileged,
+    name: &str,
+) -> Result<String, Refusal> {
     let app = store.set_app_enabled(name, true)?;
-    if !config
-        .data_dir
-        .join("apps")
-        .join(&app.name)
-        .join("bundle/config.json")
-        .exists()
-    {
-        return Err(Refusal(format!(
-            "the app {}'s bundle is missing: remove and add it again",
-            app.name
-        )));
-    }
-    start_app(config, &app)?;
+    start_app(config, privileged, &app)?;
     Ok(format!("Started app {}\n", app.name))
 }
 
 /// `app stop NAME`: stops it, and it stays stopped across restarts.
-pub fn stop(store: &Store, config: &Config, name: &str) -> Result<String, Refusal> {
+pub fn stop(store: &Store, privileged: &Privileged, name: &str) -> Result<String, Refusal> {
     let app = store.set_app_enabled(name, false)?;
-    runc(config)
-        .remove(&container_id(&app.name))
-        .map_err(Refusal)?;
+    privileged.stop_app(&app.name).map_err(Refusal)?;
     Ok(format!("Stopped app {}\n", app.name))
 }
 
 /// Stops and removes a container app's container, network and relay account (its
 /// data volume stays: nothing is lost by a mistyped name).
-pub fn remove(config: &Config, store: &Store, app: &store::App) -> Result<String, Refusal> {
+pub fn remove(
+    config: &Config,
+    store: &Store,
+    privileged: &Privileged,
+    app: &store::App,
+) -> Result<String, Refusal> {
     let Some(c) = &app.container else {
         return Ok(String::new());
     };
-    runc(config)
-        .remove(&container_id(&app.name))
-        .map_err(Refusal)?;
-    runtime::remove_network(&app.name, c.index);
+    privileged.remove_app(&app.name, c.index).map_err(Refusal)?;
     if let Err(e) = store.delete_account(&c.relay_account) {
         tracing::warn!(error = %e, account = c.relay_account, "could not delete the app's relay account");
     }
@@ -324,12 +309,12 @@ pub fn remove(config: &Config, store: &Store, app: &store::App) -> Result<String
 }
 
 /// The status word of a container app for `app list`.
-pub fn status(config: &Config, app: &store::App) -> String {
+pub fn status(privileged: &Privileged, app: &store::App) -> String {
     match &app.container {
         None => "external".into(),
         Some(c) => {
-            let state = runc(config)
-                .status(&container_id(&app.name))
+            let state = privileged
+                .app_status(&app.name)
                 .unwrap_or_else(|| "stopped".into());
             if c.enabled {
                 state
@@ -341,7 +326,7 @@ pub fn status(config: &Config, app: &store::App) -> String {
 }
 
 /// At `serve` start: every enabled container app that is not running is started.
-pub fn boot(config: &Config, store: &Store) {
+pub fn boot(config: &Config, store: &Store, privileged: &Privileged) {
     let apps = match store.apps() {
         Ok(apps) => apps,
         Err(e) => {
@@ -351,10 +336,10 @@ pub fn boot(config: &Config, store: &Store) {
     };
     for app in apps {
         let enabled = app.container.as_ref().is_some_and(|c| c.enabled);
-        if !enabled || runc(config).status(&container_id(&app.name)).as_deref() == Some("running") {
+        if !enabled || privileged.app_status(&app.name).as_deref() == Some("running") {
             continue;
         }
-        match start_app(config, &app) {
+        match start_app(config, privileged, &app) {
             Ok(()) => tracing::info!(app = app.name, "app container started"),
             Err(e) => tracing::error!(app = app.name, error = e.0, "app container did not start"),
         }

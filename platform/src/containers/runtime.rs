@@ -109,34 +109,24 @@ impl Runc {
     }
 
     /// Creates and starts the container from `bundle`, its output appended to `log`.
-    pub fn start(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), String> {
+    pub fn start(&self, id: &str, bundle: &Path, log: std::fs::File) -> Result<(), String> {
         if self.status(id).is_some() {
             self.remove(id)?;
         }
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let err_file = log_file
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err_file = log.try_clone().map_err(|e| format!("the app's log: {e}"))?;
         let root = self.root.to_string_lossy().into_owned();
         let out = Command::new("runc")
             .args(["--root", &root, "run", "--detach", "--bundle"])
             .arg(bundle)
             .arg(id)
             .stdin(Stdio::null())
-            .stdout(log_file)
+            .stdout(log)
             .stderr(err_file)
             .status()
             .map_err(|e| format!("cannot run runc: {e}"))?;
         if !out.success() {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(3).collect();
             return Err(format!(
-                "runc could not start {id}: {}",
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                "runc could not start {id} (its words are in the app's app.log)"
             ));
         }
         Ok(())

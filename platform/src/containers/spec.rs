@@ -1,5 +1,5 @@
 //! What a container is, as text: the OCI runtime spec (`config.json`) runc runs an app
-//! from, its seccomp filter and its AppArmor profile. No side effects.
+//! from, its seccomp filter (an allowlist) and its AppArmor profile. No side effects.
 
 use serde_json::{Value, json};
 
@@ -28,59 +28,108 @@ pub struct Inputs<'a> {
     pub apparmor: Option<&'a str>,
 }
 
-/// Syscalls the filter refuses with EPERM: those that change the system or escape a
-/// container (mounts, kernel modules and kexec, BPF, tracing, keyrings, namespaces,
-/// clocks, swap, reboot, raw I/O ports). Everything else is allowed.
-pub const DENIED_SYSCALLS: &[&str] = &[
-    "acct",
-    "add_key",
-    "adjtimex",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "syslog",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "vhangup",
+/// Syscalls the filter allows (its default action refuses every other one with
+/// EPERM): the set a typical web app needs, after the default profiles of Docker and
+/// Podman, without those that change the system or escape a container. Not allowed,
+/// among others: `mount`, `umount2`, `pivot_root`, `unshare`, `setns` (namespaces),
+/// `io_uring_setup`/`_enter`/`_register`, `keyctl`/`add_key`/`request_key`, `bpf`,
+/// `ptrace`, `process_vm_readv`/`writev`, `perf_event_open`, `userfaultfd`, kernel
+/// modules, `kexec_*`, `reboot`, `swapon`, `acct`, clocks, `syslog`, `open_by_handle_at`.
+/// `clone` is allowed only without namespace flags (below), `clone3` (whose flags a
+/// filter cannot see) answers ENOSYS so libc falls back to `clone`.
+#[rustfmt::skip]
+pub const ALLOWED_SYSCALLS: &[&str] = &[
+    "accept", "accept4", "access", "alarm", "arch_prctl", "bind", "brk", "capget", "capset",
+    "chdir", "chmod", "chown", "chown32", "clock_getres", "clock_getres_time64",
+    "clock_gettime", "clock_gettime64", "clock_nanosleep", "clock_nanosleep_time64",
+    "close", "close_range", "connect", "copy_file_range", "creat", "dup", "dup2", "dup3",
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_ctl_old", "epoll_pwait",
+    "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd", "eventfd2", "execve",
+    "execveat", "exit", "exit_group", "faccessat", "faccessat2", "fadvise64",
+    "fadvise64_64", "fallocate", "fanotify_mark", "fchdir", "fchmod", "fchmodat",
+    "fchmodat2", "fchown", "fchown32", "fchownat", "fcntl", "fcntl64", "fdatasync",
+    "fgetxattr", "flistxattr", "flock", "fork", "fremovexattr", "fsetxattr", "fstat",
+    "fstat64", "fstatat64", "fstatfs", "fstatfs64", "fsync", "ftruncate", "ftruncate64",
+    "futex", "futex_time64", "futex_waitv", "futimesat", "get_robust_list",
+    "get_thread_area", "getcpu", "getcwd", "getdents", "getdents64", "getegid", "getegid32",
+    "geteuid", "geteuid32", "getgid", "getgid32", "getgroups", "getgroups32", "getitimer",
+    "getpeername", "getpgid", "getpgrp", "getpid", "getppid", "getpriority", "getrandom",
+    "getresgid", "getresgid32", "getresuid", "getresuid32", "getrlimit", "getrusage",
+    "getsid", "getsockname", "getsockopt", "gettid", "gettimeofday", "getuid", "getuid32",
+    "getxattr", "inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch",
+    "io_cancel", "io_destroy", "io_getevents", "io_pgetevents", "io_pgetevents_time64",
+    "io_setup", "io_submit", "ioctl", "ioprio_get", "ioprio_set", "ipc", "kill",
+    "landlock_add_rule", "landlock_create_ruleset", "landlock_restrict_self", "lchown",
+    "lchown32", "lgetxattr", "link", "linkat", "listen", "listxattr", "llistxattr",
+    "_llseek", "lremovexattr", "lseek", "lsetxattr", "lstat", "lstat64", "madvise",
+    "membarrier", "memfd_create", "mincore", "mkdir", "mkdirat", "mknod", "mknodat",
+    "mlock", "mlock2", "mlockall", "mmap", "mmap2", "modify_ldt", "mprotect",
+    "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive", "mq_timedreceive_time64",
+    "mq_timedsend", "mq_timedsend_time64", "mq_unlink", "mremap", "msgctl", "msgget",
+    "msgrcv", "msgsnd", "msync", "munlock", "munlockall", "munmap", "nanosleep",
+    "newfstatat", "_newselect", "open", "openat", "openat2", "pause", "pidfd_open",
+    "pidfd_send_signal", "pipe", "pipe2", "poll", "ppoll", "ppoll_time64", "prctl",
+    "pread64", "preadv", "preadv2", "prlimit64", "pselect6", "pselect6_time64", "pwrite64",
+    "pwritev", "pwritev2", "read", "readahead", "readlink", "readlinkat", "readv", "recv",
+    "recvfrom", "recvmmsg", "recvmmsg_time64", "recvmsg", "remap_file_pages", "removexattr",
+    "rename", "renameat", "renameat2", "restart_syscall", "rmdir", "rseq", "rt_sigaction",
+    "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn", "rt_sigsuspend",
+    "rt_sigtimedwait", "rt_sigtimedwait_time64", "rt_tgsigqueueinfo",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_getaffinity",
+    "sched_getattr", "sched_getparam", "sched_getscheduler", "sched_rr_get_interval",
+    "sched_rr_get_interval_time64", "sched_setaffinity", "sched_setattr", "sched_setparam",
+    "sched_setscheduler", "sched_yield", "seccomp", "select", "semctl", "semget", "semop",
+    "semtimedop", "semtimedop_time64", "send", "sendfile", "sendfile64", "sendmmsg",
+    "sendmsg", "sendto", "set_robust_list", "set_thread_area", "set_tid_address",
+    "setfsgid", "setfsgid32", "setfsuid", "setfsuid32", "setgid", "setgid32", "setgroups",
+    "setgroups32", "setitimer", "setpgid", "setpriority", "setregid", "setregid32",
+    "setresgid", "setresgid32", "setresuid", "setresuid32", "setreuid", "setreuid32",
+    "setrlimit", "setsid", "setsockopt", "setuid", "setuid32", "setxattr", "shmat",
+    "shmctl", "shmdt", "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4",
+    "sigprocmask", "sigreturn", "socket", "socketcall", "socketpair", "splice", "stat",
+    "stat64", "statfs", "statfs64", "statx", "symlink", "symlinkat", "sync",
+    "sync_file_range", "syncfs", "sysinfo", "tee", "tgkill", "time", "timer_create",
+    "timer_delete", "timer_getoverrun", "timer_gettime", "timer_gettime64", "timer_settime",
+    "timer_settime64", "timerfd_create", "timerfd_gettime", "timerfd_gettime64",
+    "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate", "truncate64",
+    "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat",
+    "utimensat_time64", "utimes", "vfork", "vmsplice", "wait4", "waitid", "waitpid",
+    "write", "writev",
 ];
+
+/// The errno of a refused syscall: EPERM.
+pub const REFUSED_ERRNO: u32 = 1;
+
+/// The `clone` flags that create namespaces (CLONE_NEWNS, CLONE_NEWCGROUP,
+/// CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET).
+const NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+
+/// The seccomp filter: an allowlist, everything else EPERM.
+fn seccomp() -> Value {
+    let personality = |value: u64| {
+        json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+               "args": [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"}]})
+    };
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": REFUSED_ERRNO,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ALLOWED_SYSCALLS, "action": "SCMP_ACT_ALLOW"},
+            // clone(2) without namespace flags: threads and processes, not namespaces.
+            {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": NAMESPACE_FLAGS, "valueTwo": 0,
+                       "op": "SCMP_CMP_MASKED_EQ"}]},
+            // ENOSYS, not EPERM: glibc then falls back to clone(2), which is checked.
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            personality(0),
+            personality(8),
+            personality(0x20000),
+            personality(0x20008),
+            personality(0xffff_ffff)
+        ]
+    })
+}
 
 /// The OCI runtime spec.
 pub fn config(i: &Inputs<'_>) -> Value {
@@ -149,15 +198,7 @@ pub fn config(i: &Inputs<'_>) -> Value {
             "readonlyPaths": [
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
             ],
-            "seccomp": {
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-                "syscalls": [{
-                    "names": DENIED_SYSCALLS,
-                    "action": "SCMP_ACT_ERRNO",
-                    "errnoRet": 1
-                }]
-            }
+            "seccomp": seccomp()
         }
     })
 }
@@ -268,13 +309,53 @@ mod tests {
             .find(|n| n["type"] == "network")
             .unwrap();
         assert_eq!(netns["path"], "/run/netns/postern-app-blog");
-        let denied = &c["linux"]["seccomp"]["syscalls"][0]["names"];
-        for call in ["mount", "kexec_load", "bpf", "ptrace", "keyctl"] {
+        let seccomp = &c["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(seccomp["defaultErrnoRet"], 1);
+        let allowed: Vec<&str> = seccomp["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        for call in [
+            "read", "write", "openat", "execve", "socket", "accept4", "futex", "mmap",
+        ] {
+            assert!(allowed.contains(&call), "{call}");
+        }
+        for call in [
+            "mount",
+            "umount2",
+            "unshare",
+            "setns",
+            "clone",
+            "clone3",
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "keyctl",
+            "add_key",
+            "bpf",
+            "ptrace",
+            "kexec_load",
+            "init_module",
+            "perf_event_open",
+            "userfaultfd",
+            "process_vm_readv",
+            "pivot_root",
+            "open_by_handle_at",
+        ] {
             assert!(
-                denied.as_array().unwrap().iter().any(|n| n == call),
-                "{call}"
+                !allowed.contains(&call),
+                "{call} is allowed without condition"
             );
         }
+        let clone = &seccomp["syscalls"][1];
+        assert_eq!(clone["names"], json!(["clone"]));
+        assert_eq!(clone["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+        assert_eq!(clone["args"][0]["value"], 0x7E02_0000u64);
+        assert_eq!(seccomp["syscalls"][2]["names"], json!(["clone3"]));
+        assert_eq!(seccomp["syscalls"][2]["errnoRet"], 38);
         assert!(
             c["linux"]["maskedPaths"]
                 .as_array()

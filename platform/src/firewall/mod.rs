@@ -19,6 +19,7 @@ use store::Store;
 
 use crate::admin::Refusal;
 use crate::config::Config;
+use crate::privsep::Privileged;
 use rules::Plan;
 
 /// `[firewall]`: the host firewall and automatic bans.
@@ -89,8 +90,45 @@ fn refresh_deny(deny: &common::deny::DenyList, store: &Store) -> Result<(), Refu
     Ok(())
 }
 
+/// What the store holds for the rules: blocks, block lists and bans (with the
+/// seconds left of each).
+type Dynamic = (Vec<IpNet>, Vec<(String, Vec<IpNet>)>, Vec<(IpAddr, u64)>);
+
+fn from_store(store: &Store) -> Result<Dynamic, Refusal> {
+    let now = SystemTime::now();
+    Ok((
+        store.blocks()?.into_iter().map(|b| b.net).collect(),
+        store
+            .block_lists()?
+            .into_iter()
+            .map(|l| (l.name, l.nets))
+            .collect(),
+        store
+            .bans()?
+            .into_iter()
+            .map(|b| {
+                let left = b.until.duration_since(now).unwrap_or_default().as_secs();
+                (b.ip, left)
+            })
+            .filter(|(_, left)| *left > 0)
+            .collect(),
+    ))
+}
+
 /// The plan for `config` and the store's state.
 pub fn plan(config: &Config, store: &Store) -> Result<Plan, Refusal> {
+    let (blocks, lists, bans) = from_store(store)?;
+    Ok(plan_with(config, blocks, lists, bans))
+}
+
+/// The plan for `config` (ports, rates, the apps' network) with these blocks, block
+/// lists and bans: what the privileged helper applies, from its own configuration.
+pub fn plan_with(
+    config: &Config,
+    blocks: Vec<IpNet>,
+    lists: Vec<(String, Vec<IpNet>)>,
+    bans: Vec<(IpAddr, u64)>,
+) -> Plan {
     let ports = |lists: &[&Vec<SocketAddr>]| -> Vec<u16> {
         let mut ports: Vec<u16> = lists
             .iter()
@@ -100,8 +138,7 @@ pub fn plan(config: &Config, store: &Store) -> Result<Plan, Refusal> {
         ports.dedup();
         ports
     };
-    let now = SystemTime::now();
-    Ok(Plan {
+    Plan {
         ssh_port: config.firewall.ssh_port,
         mail_ports: ports(&[
             &config.smtp.listen,
@@ -120,21 +157,10 @@ pub fn plan(config: &Config, store: &Store) -> Result<Plan, Refusal> {
             IpNet::V4(config.apps.subnet),
             config.apps.mail_connections_per_second,
         )),
-        blocks: store.blocks()?.into_iter().map(|b| b.net).collect(),
-        lists: store
-            .block_lists()?
-            .into_iter()
-            .map(|l| (l.name, l.nets))
-            .collect(),
-        bans: store
-            .bans()?
-            .into_iter()
-            .map(|b| {
-                let left = b.until.duration_since(now).unwrap_or_default().as_secs();
-                (b.ip, left)
-            })
-            .collect(),
-    })
+        blocks,
+        lists,
+        bans,
+    }
 }
 
 /// Where the last applied rules' digest is kept, for "current" checks.
@@ -152,10 +178,13 @@ fn digest(plan: &Plan) -> String {
     hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Applies the rules for `config` and the store, here (this network namespace).
-pub fn apply(config: &Config, store: &Store) -> Result<Plan, Refusal> {
+/// Applies the rules for `config` and the store, in this network namespace, through
+/// `privileged`.
+pub fn apply(config: &Config, store: &Store, privileged: &Privileged) -> Result<Plan, Refusal> {
     let plan = plan(config, store)?;
-    exec::apply(&plan).map_err(Refusal)?;
+    privileged
+        .apply_firewall(plan.blocks.clone(), plan.lists.clone(), plan.bans.clone())
+        .map_err(Refusal)?;
     let _ = std::fs::write(applied_marker(config), digest(&plan));
     Ok(plan)
 }
@@ -173,8 +202,8 @@ pub enum State {
 }
 
 /// The firewall's [`State`] here.
-pub fn state(config: &Config, store: &Store) -> Result<State, Refusal> {
-    if !exec::chains_present() {
+pub fn state(config: &Config, store: &Store, privileged: &Privileged) -> Result<State, Refusal> {
+    if !privileged.firewall_present() {
         return Ok(State::Missing);
     }
     let applied = std::fs::read_to_string(applied_marker(config)).unwrap_or_default();
@@ -187,8 +216,8 @@ pub fn state(config: &Config, store: &Store) -> Result<State, Refusal> {
 
 /// Whether rule changes should go to the kernel now: managed, or applied by hand
 /// before (our chains exist here).
-fn active(config: &Config) -> bool {
-    config.firewall.manage || exec::chains_present()
+fn active(config: &Config, privileged: &Privileged) -> bool {
+    config.firewall.manage || privileged.firewall_present()
 }
 
 /// Parses an address or network for block/unblock; refuses to block everyone.
@@ -268,6 +297,7 @@ pub fn execute(
     store: &Store,
     config: &Config,
     deny: Option<&common::deny::DenyList>,
+    privileged: &Privileged,
     request: &Request,
     actor: &str,
 ) -> Result<String, Refusal> {
@@ -277,7 +307,7 @@ pub fn execute(
         Request::Show => {
             changed = false;
             let plan = plan(config, store)?;
-            let state = match state(config, store)? {
+            let state = match state(config, store, privileged)? {
                 State::Missing => "not applied here",
                 State::Stale => "applied, but older than the configuration and blocks",
                 State::Current => "applied and current",
@@ -300,7 +330,7 @@ pub fn execute(
             );
         }
         Request::Apply => {
-            let plan = apply(config, store)?;
+            let plan = apply(config, store, privileged)?;
             let _ = writeln!(
                 out,
                 "Applied: chains {} and {} (IPv4 and IPv6); open ports {} (SSH), {:?} (mail), {:?} (web); {} blocks, {} block lists, {} bans",
@@ -378,10 +408,10 @@ pub fn execute(
         if let Some(deny) = deny {
             refresh_deny(deny, store)?;
         }
-        if !matches!(request, Request::Apply) && active(config) {
+        if !matches!(request, Request::Apply) && active(config, privileged) {
             // The change is in the store and the listeners' deny list already; the
             // kernel's rules follow when we may change them.
-            match apply(config, store) {
+            match apply(config, store, privileged) {
                 Ok(_) => {
                     let _ = writeln!(out, "The firewall rules were re-applied.");
                 }
@@ -399,14 +429,14 @@ pub fn execute(
 }
 
 /// The hook for new bans when `serve` manages the firewall: the address goes into the
-/// ban set at once, with the ban's time left.
-pub fn ban_hook() -> store::login::OnBan {
-    Box::new(|ip, until| {
+/// ban set at once (through `privileged`), with the ban's time left.
+pub fn ban_hook(privileged: Privileged) -> store::login::OnBan {
+    Box::new(move |ip, until| {
         let seconds = until
             .duration_since(SystemTime::now())
             .unwrap_or_default()
             .as_secs();
-        if let Err(e) = exec::add_ban(ip, seconds) {
+        if let Err(e) = privileged.add_ban(ip, seconds.max(1)) {
             tracing::error!(%ip, error = e, "could not add the ban to the firewall");
         }
     })

@@ -705,9 +705,10 @@ fn pvalue(value: &str) -> String {
     }
 }
 
-/// Removes every Authentication-Results field whose authserv-id is `authserv_id`
-/// (compared without regard to case): one that arrives from outside is forged
-/// (RFC 8601 §5). Others' are kept, and so is the body.
+/// Removes every Authentication-Results and ARC-Authentication-Results field whose
+/// authserv-id is `authserv_id` (compared without regard to case or a trailing dot):
+/// one that arrives from outside is forged (RFC 8601 §5). Others' are kept, and so is
+/// the body.
 pub fn strip_our_results(message: &[u8], authserv_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len());
     let mut end = 0;
@@ -721,21 +722,43 @@ pub fn strip_our_results(message: &[u8], authserv_id: &str) -> Vec<u8> {
     out
 }
 
-/// Is `field` an Authentication-Results field naming `authserv_id`?
+/// Is `field` an Authentication-Results or ARC-Authentication-Results field naming
+/// `authserv_id`? A fully qualified name's trailing dot does not make it another name.
 fn is_ours(field: &[u8], authserv_id: &str) -> bool {
     let Some(colon) = field.iter().position(|b| *b == b':') else {
         return false;
     };
     let name = String::from_utf8_lossy(&field[..colon]);
-    if !name.trim().eq_ignore_ascii_case("Authentication-Results") {
-        return false;
-    }
-    authserv_id_of(&field[colon + 1..]).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id))
+    let name = name.trim();
+    let value = if name.eq_ignore_ascii_case("Authentication-Results") {
+        Some(&field[colon + 1..])
+    } else if name.eq_ignore_ascii_case("ARC-Authentication-Results") {
+        // RFC 8617 §4.1.1: the instance tag `i=N;` comes before the authserv-id.
+        arc_payload(&field[colon + 1..])
+    } else {
+        None
+    };
+    let absolute = |id: &str| id.strip_suffix('.').unwrap_or(id).to_string();
+    value
+        .and_then(authserv_id_of)
+        .is_some_and(|id| absolute(&id).eq_ignore_ascii_case(&absolute(authserv_id)))
 }
 
-/// The authserv-id at the start of a field value (RFC 8601 §2.2: a token or a
-/// quoted-string, after optional CFWS, comments included).
-fn authserv_id_of(value: &[u8]) -> Option<String> {
+/// What follows `[CFWS] "i=" 1*DIGIT [CFWS] ";"` in an ARC-Authentication-Results
+/// value (RFC 8617 §4.1.1).
+fn arc_payload(value: &[u8]) -> Option<&[u8]> {
+    let rest = skip_cfws(value)?;
+    let rest = rest.strip_prefix(b"i=")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    skip_cfws(&rest[digits..])?.strip_prefix(b";")
+}
+
+/// `value` after its leading folding white space and comments (nested, with
+/// quoted-pairs).
+fn skip_cfws(value: &[u8]) -> Option<&[u8]> {
     let mut rest = value;
     loop {
         match rest.first()? {
@@ -760,9 +783,15 @@ fn authserv_id_of(value: &[u8]) -> Option<String> {
                 }
                 rest = rest.get(at + 1..)?;
             }
-            _ => break,
+            _ => return Some(rest),
         }
     }
+}
+
+/// The authserv-id at the start of a field value (RFC 8601 §2.2: a token or a
+/// quoted-string, after optional CFWS, comments included).
+fn authserv_id_of(value: &[u8]) -> Option<String> {
+    let rest = skip_cfws(value)?;
     if rest.first() == Some(&b'"') {
         let mut id = Vec::new();
         let mut at = 1;
@@ -828,6 +857,31 @@ mod tests {
              X-Authentication-Results: mx.example.test; spf=pass\r\n\
              \r\nbody\r\n"
         );
+    }
+
+    #[test]
+    fn an_absolute_id_and_arc_results_claiming_to_be_ours_are_forged_too() {
+        let msg = "Authentication-Results: mx.example.test.; dkim=pass\r\n\
+                   Authentication-Results: MX.EXAMPLE.TEST. ; spf=pass\r\n\
+                   ARC-Authentication-Results: i=1; mx.example.test; dmarc=pass\r\n\
+                   ARC-Authentication-Results: i=2;\r\n (ours) mx.example.test.; spf=pass\r\n\
+                   ARC-Authentication-Results: i=1; other.test; dkim=pass\r\n\
+                   ARC-Authentication-Results: i=1; mx.example.test.evil; dkim=pass\r\n\
+                   Authentication-Results: mx.example.test..; dkim=pass\r\n\
+                   \r\nbody\r\n";
+        assert_eq!(
+            strip(msg),
+            "ARC-Authentication-Results: i=1; other.test; dkim=pass\r\n\
+             ARC-Authentication-Results: i=1; mx.example.test.evil; dkim=pass\r\n\
+             Authentication-Results: mx.example.test..; dkim=pass\r\n\
+             \r\nbody\r\n"
+        );
+        // Our own name, configured with its trailing dot, finds the forgeries too.
+        let stripped = strip_our_results(
+            b"Authentication-Results: mx.example.test; x\r\n",
+            "mx.example.test.",
+        );
+        assert_eq!(stripped, b"");
     }
 
     #[test]

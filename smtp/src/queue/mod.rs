@@ -291,7 +291,7 @@ impl Queue {
             };
             let credentials = (!self.config.relay_username.is_empty()).then_some((
                 self.config.relay_username.as_str(),
-                self.config.relay_password.as_str(),
+                self.config.relay_password.expose(),
             ));
             (vec![(host, literal)], port, tls, credentials)
         };

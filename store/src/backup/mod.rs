@@ -114,7 +114,7 @@ impl ReadError {
 }
 
 /// What to put in a backup and how.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct BackupOptions {
     /// Encrypt with AES-256-GCM under a key derived from this passphrase; `None`:
     /// unencrypted (still checksummed).
@@ -125,6 +125,16 @@ pub struct BackupOptions {
     pub files: Vec<PathBuf>,
     /// The argon2id costs for the key.
     pub kdf: KdfParams,
+}
+
+impl std::fmt::Debug for BackupOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupOptions")
+            .field("encrypted", &self.passphrase.is_some())
+            .field("files", &self.files)
+            .field("kdf", &self.kdf)
+            .finish()
+    }
 }
 
 /// What a backup holds, counted while it was written or read.

@@ -287,6 +287,7 @@ pub(crate) static TABLES: &[&dyn AnyTable] = &[
     &Typed(tables::FW_LISTS),
     &Typed(tables::FW_BANS),
     &Typed(tables::SECRETS),
+    &Typed(tables::ADMIN_TOKENS),
 ];
 
 /// The table called `name`.

@@ -10,6 +10,9 @@
 //!
 //! Every HTTPS response carries the security headers of [`security_headers`].
 
+mod accept;
+pub mod reserved;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +22,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// `[http]`: plain HTTP, which only redirects to HTTPS.
+pub use accept::Caps;
+
+/// `[http]`: plain HTTP, which only redirects to HTTPS, and what HTTP and HTTPS share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -36,6 +38,17 @@ pub struct HttpConfig {
     /// token bucket of this size, refilled at this rate; loopback is not exempt). Over
     /// it: `429` with `Retry-After`.
     pub requests_per_second: u32,
+    /// Connections one client IP may hold open to HTTP and HTTPS together; more are
+    /// closed at accept.
+    pub connections_per_ip: u32,
+    /// Connections HTTP and HTTPS may hold open in all (never more than a quarter of
+    /// the process's open-file limit, so the mail listeners always have room); more
+    /// are closed at accept.
+    pub max_connections: u32,
+    /// A connection must finish its TLS handshake and send its first request head
+    /// within this many seconds of being accepted, and each later request head within
+    /// as many seconds; else it is closed.
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -43,6 +56,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: vec![SocketAddr::from(([0u16; 8], 80))],
             requests_per_second: 5000,
+            connections_per_ip: 64,
+            max_connections: 4096,
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -53,12 +69,17 @@ impl Default for HttpConfig {
 pub struct HttpsConfig {
     /// Addresses for HTTPS (port 443). Empty: none.
     pub listen: Vec<SocketAddr>,
+    /// Add `includeSubDomains` to `Strict-Transport-Security`: browsers then refuse
+    /// plain HTTP on every subdomain of the names we serve, including hosts that are
+    /// not ours. Turn it on only when all of them serve HTTPS.
+    pub hsts_include_subdomains: bool,
 }
 
 impl Default for HttpsConfig {
     fn default() -> Self {
         HttpsConfig {
             listen: vec![SocketAddr::from(([0u16; 8], 443))],
+            hsts_include_subdomains: false,
         }
     }
 }
@@ -93,6 +114,55 @@ pub struct Web {
     pub http01: Arc<crate::acme::Http01>,
     /// Banned and blocked addresses: their connections are closed at accept.
     pub deny: Arc<common::deny::DenyList>,
+    /// Open connections to HTTP and HTTPS, per address and in all.
+    pub caps: Arc<Caps>,
+    /// What administrative requests need of the running server.
+    pub running: Arc<crate::running::Running>,
+}
+
+impl Web {
+    fn listener(&self, router: Router, tls: Option<tokio_rustls::TlsAcceptor>) -> accept::Listener {
+        accept::Listener {
+            router,
+            tls,
+            deny: self.deny.clone(),
+            caps: self.caps.clone(),
+            request_timeout: Duration::from_secs(self.config.http.request_timeout_seconds.max(1)),
+        }
+    }
+
+    /// Whether `host` (lower case, no port) is the admin host: `[admin] host`, or
+    /// `my.<domain>` of one of our domains when that is empty.
+    pub async fn is_admin_host(&self, host: &str) -> bool {
+        if !self.admin_host.is_empty() {
+            return host == self.admin_host;
+        }
+        match host.strip_prefix("my.") {
+            Some(domain) => self.is_our_domain(domain).await,
+            None => false,
+        }
+    }
+
+    /// Whether `domain` is one of our mail domains.
+    pub async fn is_our_domain(&self, domain: &str) -> bool {
+        let store = self.store.clone();
+        let domain = domain.to_string();
+        tokio::task::spawn_blocking(move || store.domain(&domain).ok().flatten().is_some())
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// The connection caps for `[http]`: `max_connections`, but never more than a quarter
+/// of the open-file limit.
+pub fn caps(config: &HttpConfig) -> Arc<Caps> {
+    let files = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let total = u64::from(config.max_connections).min(files / 4);
+    Arc::new(Caps::new(
+        config.connections_per_ip,
+        usize::try_from(total).unwrap_or(usize::MAX),
+    ))
 }
 
 /// Serves plain HTTP on `listener` until the process ends.
@@ -108,7 +178,7 @@ pub fn serve_http(listener: std::net::TcpListener, web: Arc<Web>) -> std::io::Re
             web.clone(),
             rate_limit,
         ));
-    accept_loop(listener, router, None, web.deny.clone())
+    accept::run(listener, web.listener(router, None))
 }
 
 /// Serves HTTPS on `listener` with the listeners' certificates (SNI), offering
@@ -138,112 +208,12 @@ pub fn serve_https(
             web.clone(),
             rate_limit,
         ));
-    accept_loop(listener, router, Some(acceptor), web.deny.clone())
+    accept::run(listener, web.listener(router, Some(acceptor)))
 }
-
-/// Accepts connections (through TLS when `tls` is given) and serves `router` on each,
-/// HTTP/1.1 or HTTP/2, with the client's address in every request.
-fn accept_loop(
-    listener: std::net::TcpListener,
-    router: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    deny: Arc<common::deny::DenyList>,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                // EMFILE and friends: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            if deny.denies(peer.ip()) {
-                common::metrics::inc(
-                    "postern_connections_denied_total",
-                    Some(("listener", "web")),
-                );
-                continue;
-            }
-            let tls = tls.clone();
-            let service = TowerToHyperService::new(with_client(router.clone(), peer));
-            tokio::spawn(async move {
-                let mut builder = auto::Builder::new(TokioExecutor::new());
-                // A client gets HEADER_TIMEOUT to send each request's head (slowloris).
-                builder
-                    .http1()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
-                builder
-                    .http2()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .keep_alive_interval(Some(HEADER_TIMEOUT));
-                match tls {
-                    None => {
-                        let _ = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                            .await;
-                    }
-                    Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-                        let stream = handshake.await.ok().and_then(Result::ok);
-                        common::metrics::inc(
-                            "postern_tls_handshakes_total",
-                            Some(("result", if stream.is_some() { "ok" } else { "failed" })),
-                        );
-                        // A TLS-ALPN-01 validation ends with the handshake (RFC 8737 §3).
-                        let acme = stream.as_ref().is_some_and(|s| {
-                            s.get_ref().1.alpn_protocol() == Some(common::tls::ACME_TLS_ALPN)
-                        });
-                        if let Some(s) = stream.as_ref().filter(|_| acme) {
-                            tracing::info!(
-                                name = s.get_ref().1.server_name().unwrap_or(""),
-                                "ACME TLS-ALPN-01 challenge answered"
-                            );
-                        }
-                        if let Some(stream) = stream.filter(|_| !acme) {
-                            let _ = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .await;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Ok(())
-}
-
-/// How long a client may take over one request's head; also the HTTP/2 ping interval.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The client's address, put in every request's extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
 struct Client(IpAddr);
-
-/// The router with the connection's client address added to each request.
-fn with_client(
-    router: Router,
-    peer: SocketAddr,
-) -> impl tower::Service<
-    hyper::Request<hyper::body::Incoming>,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone {
-    let client = Client(peer.ip().to_canonical());
-    tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(client);
-        let mut router = router.clone();
-        async move {
-            use tower::Service;
-            router.call(request.map(Body::new)).await
-        }
-    })
-}
 
 /// The client's address of a request, when the accept loop recorded it.
 pub fn client_ip(request: &Request) -> Option<IpAddr> {
@@ -302,12 +272,22 @@ pub fn host_of(request: &Request) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Plain HTTP: `301` to HTTPS, same host, path and query.
+/// Plain HTTP: `301` to HTTPS, same path and query, on the same host when it is one
+/// of the names we serve, else on our host name: a `Host` header is never reflected.
 async fn redirect(State(web): State<Arc<Web>>, request: Request) -> Response {
-    let host = host_of(&request);
-    if host.is_empty() {
-        return (StatusCode::BAD_REQUEST, "A Host header is needed\n").into_response();
-    }
+    let asked = host_of(&request);
+    let host = {
+        let (config, store) = (web.config.clone(), web.store.clone());
+        let asked = asked.clone();
+        tokio::task::spawn_blocking(move || {
+            let ours = crate::certs::served_names(&config, &store);
+            ours.into_iter()
+                .find(|n| *n == asked)
+                .unwrap_or_else(|| config.hostname.trim_end_matches('.').to_ascii_lowercase())
+        })
+        .await
+        .unwrap_or_else(|_| web.hostname.clone())
+    };
     let path = request
         .uri()
         .path_and_query()
@@ -438,15 +418,16 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// The headers every HTTPS response carries (SPEC-security "HTTP Security"): HSTS for
-/// two years with subdomains, no MIME sniffing, the XSS filter, no download opening,
-/// no cross-domain policies, the referrer policy; framing only by the same origin, and
-/// on the admin host (`my.<domain>`) no framing at all and a strict CSP.
+/// two years (with subdomains only when `[https] hsts_include_subdomains` says so), no
+/// MIME sniffing, the XSS filter, no download opening, no cross-domain policies, the
+/// referrer policy; framing only by the same origin, and on the admin host
+/// ([`Web::is_admin_host`]) no framing at all and a strict CSP.
 async fn security_headers(
-    State(_web): State<Arc<Web>>,
+    State(web): State<Arc<Web>>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let admin = host_of(&request).starts_with("my.");
+    let admin = web.is_admin_host(&host_of(&request)).await;
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let own_referrer_policy = headers.contains_key(header::REFERRER_POLICY);
@@ -458,7 +439,11 @@ async fn security_headers(
     };
     set(
         "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
+        if web.config.https.hsts_include_subdomains {
+            "max-age=63072000; includeSubDomains"
+        } else {
+            "max-age=63072000"
+        },
     );
     set("x-content-type-options", "nosniff");
     set("x-xss-protection", "1; mode=block");
@@ -525,6 +510,22 @@ mod tests {
             imaps_port: Some(993),
             http01: Default::default(),
             deny: Arc::new(common::deny::DenyList::disabled()),
+            caps: Arc::new(Caps::new(1, 1)),
+            running: Arc::new(crate::running::Running {
+                deny: Arc::new(common::deny::DenyList::disabled()),
+                tls: {
+                    common::tls::write_self_signed(
+                        &dir.path().join("tls"),
+                        &["mail.example.test".into()],
+                    )
+                    .unwrap_or_else(|e| panic!("{e}"));
+                    common::tls::Tls::load(&Default::default(), dir.path())
+                        .unwrap_or_else(|e| panic!("{e}"))
+                },
+                privileged: crate::privsep::Privileged::Direct(Arc::new(
+                    crate::config::Config::default(),
+                )),
+            }),
         };
         let xml = autoconfig(&web, "example.test");
         assert!(xml.contains("<port>993</port>\n      <socketType>SSL</socketType>"));

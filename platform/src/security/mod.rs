@@ -1,9 +1,11 @@
 //! `postern security check`: one report of what an admin should look at, each line
 //! `ok` or `warn` with the fix: SSH (passwords, root login, port 22), the firewall,
 //! certificates, DNS records, DNSBL reachability and weak admin password hashes.
-//! The judgements are pure functions of what was read, tested on their own.
+//! The judgements are pure functions of what was read, tested on their own; [`run`]
+//! gathers what they judge and prints each line as soon as it is known.
 
-use std::fmt::Write as _;
+pub mod run;
+
 use std::path::{Path, PathBuf};
 
 /// One line of the report.
@@ -17,7 +19,7 @@ pub struct Finding {
     pub fix: String,
 }
 
-fn ok(what: impl Into<String>) -> Finding {
+pub(crate) fn ok(what: impl Into<String>) -> Finding {
     Finding {
         ok: true,
         what: what.into(),
@@ -25,7 +27,7 @@ fn ok(what: impl Into<String>) -> Finding {
     }
 }
 
-fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+pub(crate) fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     Finding {
         ok: false,
         what: what.into(),
@@ -33,19 +35,19 @@ fn warn(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     }
 }
 
-/// The report's text, with a count of warnings last.
-pub fn render(findings: &[Finding]) -> String {
-    let mut out = String::new();
-    for f in findings {
-        if f.ok {
-            let _ = writeln!(out, "ok    {}", f.what);
-        } else {
-            let _ = writeln!(out, "warn  {}\n      fix: {}", f.what, f.fix);
-        }
+/// One finding as the report prints it: `ok    WHAT`, or `warn  WHAT` and its fix.
+pub fn line(f: &Finding) -> String {
+    if f.ok {
+        format!("ok    {}\n", f.what)
+    } else {
+        format!("warn  {}\n      fix: {}\n", f.what, f.fix)
     }
+}
+
+/// The report's last line: how many checks and warnings.
+pub fn summary(findings: &[Finding]) -> String {
     let warnings = findings.iter().filter(|f| !f.ok).count();
-    let _ = writeln!(out, "{} checks, {warnings} warnings", findings.len());
-    out
+    format!("{} checks, {warnings} warnings\n", findings.len())
 }
 
 /// The sshd settings we judge, as sshd reads them: the first value of each keyword
@@ -188,6 +190,67 @@ fn judge_ssh(sshd: &Sshd, file: &str, firewall_ssh_port: u16) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// Who the running server is, from `/proc/PID/status`: its uids and effective
+/// capabilities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Its process id.
+    pub pid: u32,
+    /// Real, effective, saved and filesystem uids.
+    pub uids: Vec<u32>,
+    /// Effective capabilities (hex mask).
+    pub cap_eff: u64,
+}
+
+/// Reads a process's uids and effective capabilities.
+pub fn process(pid: u32) -> Option<Process> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    Some(Process {
+        pid,
+        uids: field("Uid:")?
+            .split_whitespace()
+            .filter_map(|u| u.parse().ok())
+            .collect(),
+        cap_eff: u64::from_str_radix(field("CapEff:")?, 16).ok()?,
+    })
+}
+
+/// Privileges: the running server (`server`, the process holding the control socket
+/// and every listener) must not run as root nor hold capabilities; with no server
+/// running, `[server] run_as` must not leave it root.
+pub fn privileges(server: Option<Process>, run_as: &str) -> Finding {
+    let fix = "set `[server] run_as = \"postern\"` (the default) and start `postern serve` as root: it binds its ports, then runs every protocol as that user beside a small privileged helper for the firewall and containers";
+    match server {
+        Some(p) if p.uids.contains(&0) || p.cap_eff != 0 => warn(
+            format!(
+                "privileges: the server (pid {}), which parses mail, HTTP and TLS from the network, runs as root",
+                p.pid
+            ),
+            fix,
+        ),
+        Some(p) => ok(format!(
+            "privileges: the server (pid {}) runs as uid {} without capabilities; only its helper keeps root",
+            p.pid,
+            p.uids.first().copied().unwrap_or_default()
+        )),
+        None if run_as.is_empty() || run_as == "root" => warn(
+            format!(
+                "privileges: `[server] run_as` is {run_as:?}: `serve` would parse mail and HTTP as root"
+            ),
+            fix,
+        ),
+        None => ok(format!(
+            "privileges: no server running; started as root it runs as {run_as}"
+        )),
+    }
 }
 
 /// The firewall, from the first line of `firewall show`.
@@ -415,6 +478,26 @@ mod tests {
         assert!(weak_hash("$argon2i$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA").is_some());
         let real = common::auth::hash_password("Strong-Pass-1").unwrap();
         assert_eq!(weak_hash(&real), None, "{real}");
+    }
+
+    #[test]
+    fn a_server_with_root_or_capabilities_is_warned_about() {
+        let p = |uids: Vec<u32>, cap_eff| {
+            Some(Process {
+                pid: 7,
+                uids,
+                cap_eff,
+            })
+        };
+        assert!(privileges(p(vec![994; 4], 0), "postern").ok);
+        assert!(!privileges(p(vec![0; 4], 0x1ff), "postern").ok);
+        assert!(!privileges(p(vec![994, 994, 0, 994], 0), "postern").ok);
+        assert!(!privileges(p(vec![994; 4], 0x400), "postern").ok);
+        assert!(privileges(None, "postern").ok);
+        assert!(!privileges(None, "").ok);
+        assert!(!privileges(None, "root").ok);
+        let me = process(std::process::id()).unwrap();
+        assert_eq!(me.uids.len(), 4);
     }
 
     #[test]
