@@ -22,16 +22,20 @@ mod audit;
 pub mod backup;
 mod blob;
 mod changes;
+mod copy;
 mod directory;
 pub mod firewall;
+mod flags;
 mod imap_ops;
 mod keys;
+mod limbo;
 pub mod login;
 mod mailbox;
 mod message;
 mod queue;
 mod sieve;
 mod sts;
+mod subscriptions;
 
 use std::fs;
 use std::io;
@@ -51,8 +55,9 @@ pub use apps::{App, Container};
 pub use audit::{AuditEntry, AuditEvent};
 pub use changes::Change;
 pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};
-pub use imap_ops::{FlagUpdate, FlagsOutcome};
+pub use flags::{FlagChange, FlagsOutcome};
 pub use keys::DkimKey;
+pub use limbo::ExpungeHold;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
 pub use message::{MessageMeta, header_block, normalize_flags};
 pub use queue::{NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
@@ -69,7 +74,7 @@ pub type Uid = u32;
 pub type ModSeq = u64;
 
 /// The schema version this build reads and writes, kept in the `meta` table.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The file name of the redb index inside the data directory.
 pub const INDEX_FILE: &str = "store.redb";
@@ -126,6 +131,10 @@ pub enum Error {
     /// A counter ran out (UIDs of a mailbox, UIDVALIDITY values); the text says which.
     #[error("{0} is exhausted")]
     Exhausted(String),
+    /// Messages an operation names were expunged meanwhile; nothing was done. The text
+    /// names them.
+    #[error("{0} no longer exist")]
+    Expunged(String),
     /// The store was written by a newer Postern.
     #[error(
         "store schema version {found} is newer than this postern supports ({supported}): upgrade postern"
@@ -227,6 +236,11 @@ pub(crate) mod tables {
     /// (account id, id) -> unix milliseconds when it expires: the vacation replies sent
     /// (RFC 5230 §4.2) and the `duplicate` ids (RFC 7352) of the account's scripts.
     pub const SIEVE_SEEN: TableDefinition<(u64, &str), u64> = TableDefinition::new("sieve_seen");
+    /// (account id, mailbox name) -> 0: the account's subscriptions (RFC 3501 §6.3.6),
+    /// which may name mailboxes that no longer exist. Added in schema 3 (from the
+    /// mailboxes' former `subscribed` field).
+    pub const SUBSCRIPTIONS: TableDefinition<(u64, &str), u8> =
+        TableDefinition::new("subscriptions");
     /// App name -> JSON [`crate::App`], the web applications behind the HTTPS front.
     pub const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
     /// Network (CIDR text) -> JSON [`crate::firewall::Block`], the admin's blocks.
@@ -253,6 +267,8 @@ pub struct Store {
     append_queue: std::sync::Mutex<Vec<message::PendingAppend>>,
     /// Held by the append that commits the queued ones (the group-commit leader).
     commit_lock: std::sync::Mutex<()>,
+    /// Messages removed while IMAP sessions may still show them (RFC 2180 §4.1.1).
+    limbo: limbo::Limbo,
 }
 
 impl std::fmt::Debug for Store {
@@ -302,6 +318,7 @@ impl Store {
             blob_gate: RwLock::new(()),
             append_queue: std::sync::Mutex::new(Vec::new()),
             commit_lock: std::sync::Mutex::new(()),
+            limbo: limbo::Limbo::default(),
         })
     }
 
@@ -368,11 +385,17 @@ fn init_schema(db: &Database) -> Result<(), Error> {
             Some(0) => {
                 return Err(Error::Corrupt("the schema version is 0".into()));
             }
-            Some(1) => {
-                // Schema 2 adds the CHANGES index: built from the messages and the
-                // expunge records in the same transaction that records version 2.
+            Some(v) if v < SCHEMA_VERSION => {
+                // Each upgrade in the same transaction that records the new version.
                 drop(meta);
-                build_changes_index(&txn)?;
+                if v < 2 {
+                    // Schema 2 adds the CHANGES index, from the messages and expunges.
+                    build_changes_index(&txn)?;
+                }
+                if v < 3 {
+                    // Schema 3 keeps subscriptions apart from the mailboxes.
+                    move_subscriptions(&txn)?;
+                }
                 txn.open_table(tables::META)?
                     .insert(SCHEMA_KEY, SCHEMA_VERSION)?;
             }
@@ -397,6 +420,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::SIEVE_SCRIPTS)?;
     txn.open_table(tables::SIEVE_ACTIVE)?;
     txn.open_table(tables::SIEVE_SEEN)?;
+    txn.open_table(tables::SUBSCRIPTIONS)?;
     txn.open_table(tables::APPS)?;
     txn.open_table(tables::FW_BLOCKS)?;
     txn.open_table(tables::FW_LISTS)?;
@@ -418,6 +442,25 @@ fn build_changes_index(txn: &WriteTransaction) -> Result<(), Error> {
         let (k, v) = entry?;
         let (mailbox, uid) = k.value();
         changes.insert((mailbox, v.value(), uid), 1)?;
+    }
+    Ok(())
+}
+
+/// Fills SUBSCRIPTIONS from the mailboxes' `subscribed` field (migration to schema 3).
+fn move_subscriptions(txn: &WriteTransaction) -> Result<(), Error> {
+    let mut subscribed = Vec::new();
+    for entry in txn.open_table(tables::MAILBOXES)?.iter()? {
+        let (_, v) = entry?;
+        let m: serde_json::Value = decode("a mailbox", v.value())?;
+        if m["subscribed"].as_bool().unwrap_or(true)
+            && let (Some(account), Some(name)) = (m["account"].as_u64(), m["name"].as_str())
+        {
+            subscribed.push((account, name.to_string()));
+        }
+    }
+    let mut table = txn.open_table(tables::SUBSCRIPTIONS)?;
+    for (account, name) in subscribed {
+        table.insert((account, name.as_str()), 0)?;
     }
     Ok(())
 }

@@ -46,12 +46,14 @@ const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted
 /// canonicalises system flags and removes case-insensitive duplicates.
 ///
 /// RFC 3501 §9: `flag-keyword = atom`, `flag-extension = "\" atom`; an atom holds no
-/// atom-specials (`(){ %*"\]`, space, controls) and only 7-bit characters.
+/// atom-specials (`(){ %*"\]`, space, controls) and only 7-bit characters. `NIL` is
+/// refused too: in a flag list it reads as nil, not as a keyword.
 pub fn normalize_flags(flags: &[String]) -> Result<Vec<String>, Error> {
     let mut out: Vec<String> = Vec::with_capacity(flags.len());
     for flag in flags {
         let atom = flag.strip_prefix('\\').unwrap_or(flag);
         let valid = !atom.is_empty()
+            && !flag.eq_ignore_ascii_case("NIL")
             && atom
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
@@ -217,8 +219,9 @@ pub(crate) fn stage_append(
 pub(crate) struct Expunged {
     /// The UIDs removed, ascending.
     pub removed: Vec<Uid>,
-    /// Their body files, for the caller to delete after the commit (or keep, on a move).
-    pub blobs: Vec<String>,
+    /// Their last index entries, for the caller to retire after the commit (their body
+    /// files deleted, or kept on a move; see [`crate::limbo`]).
+    pub metas: Vec<MessageMeta>,
     /// The MODSEQ of the expunge (the mailbox's highest if nothing was removed).
     pub modseq: ModSeq,
 }
@@ -235,7 +238,7 @@ pub(crate) fn expunge_in(
     uids.dedup();
     let mut mbox = load_mailbox(txn, mailbox)?;
     let mut removed = Vec::new();
-    let mut blobs = Vec::new();
+    let mut metas = Vec::new();
     let mut bytes = 0u64;
     {
         let mut messages = txn.open_table(MESSAGES)?;
@@ -249,13 +252,13 @@ pub(crate) fn expunge_in(
             txn.open_table(HEADERS)?.remove((mailbox, uid))?;
             removed.push(uid);
             bytes = bytes.saturating_add(meta.size);
-            blobs.push(meta.blob);
+            metas.push(meta);
         }
     }
     if removed.is_empty() {
         return Ok(Expunged {
             removed,
-            blobs,
+            metas,
             modseq: mbox.highest_modseq,
         });
     }
@@ -274,7 +277,7 @@ pub(crate) fn expunge_in(
     save_account(txn, &account)?;
     Ok(Expunged {
         removed,
-        blobs,
+        metas,
         modseq,
     })
 }
@@ -481,12 +484,44 @@ impl Store {
     ///
     /// The expunge takes one new MODSEQ, recorded per UID for QRESYNC (RFC 7162 §3.2.10).
     pub fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>, Error> {
+        self.expunge_if(mailbox, uids, |_| true)
+    }
+
+    /// EXPUNGE (RFC 3501 §6.4.3): removes those of `uids` that carry `\Deleted` at the
+    /// moment of the removal, their flags read in the same write transaction (so a
+    /// message whose `\Deleted` another session just cleared stays). Returns the UIDs
+    /// removed, ascending.
+    pub fn expunge_deleted(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>, Error> {
+        self.expunge_if(mailbox, uids, |m| m.flags.iter().any(|f| f == "\\Deleted"))
+    }
+
+    fn expunge_if(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        keep_unless: impl Fn(&MessageMeta) -> bool,
+    ) -> Result<Vec<Uid>, Error> {
         let (expunged, account) = self.write(|txn| {
-            let e = expunge_in(txn, mailbox, uids)?;
+            let mut chosen = Vec::with_capacity(uids.len());
+            {
+                let messages = txn.open_table(MESSAGES)?;
+                for &uid in uids {
+                    if let Some(meta) =
+                        decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
+                        && keep_unless(&meta)
+                    {
+                        chosen.push(uid);
+                    }
+                }
+            }
+            let e = expunge_in(txn, mailbox, &chosen)?;
             Ok((e, load_mailbox(txn, mailbox)?.account))
         })?;
         if !expunged.removed.is_empty() {
-            self.blobs.remove_all(&expunged.blobs);
+            let unlink = self
+                .limbo
+                .retire(mailbox, expunged.modseq, expunged.metas, true);
+            self.blobs.remove_all(&unlink);
             self.notify(Change::Mailbox {
                 account,
                 mailbox,
@@ -578,7 +613,7 @@ impl Store {
         referenced.extend(self.queued_blobs()?);
         let mut swept = 0;
         for id in self.blobs.list()? {
-            if !referenced.contains(&id) {
+            if !referenced.contains(&id) && !self.limbo.holds_body(&id) {
                 self.blobs.remove(&id)?;
                 swept += 1;
             }
@@ -682,7 +717,7 @@ mod tests {
             store.set_flags(inbox.id, 99, &[]),
             Err(Error::NotFound(_))
         ));
-        for bad in ["", "\\", "a b", "(x)", "x*", "caf\u{e9}"] {
+        for bad in ["", "\\", "a b", "(x)", "x*", "caf\u{e9}", "NIL", "nil"] {
             assert!(
                 matches!(
                     store.set_flags(inbox.id, m.uid, &flags(&[bad])),

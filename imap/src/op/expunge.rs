@@ -38,7 +38,7 @@ pub fn run(core: &mut Core, tag: &str, uids: Option<&SequenceSet>, out: &mut Vec
         .filter(|u| allowed.as_ref().is_none_or(|a| a.binary_search(u).is_ok()))
         .collect();
     if !deleted.is_empty()
-        && let Err(e) = store.expunge(id, &deleted)
+        && let Err(e) = store.expunge_deleted(id, &deleted)
     {
         return core.store_failed(out, tag, &e);
     }

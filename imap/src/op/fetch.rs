@@ -9,7 +9,7 @@ use imap_types::command::FetchModifier;
 use imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section};
 use imap_types::sequence::SequenceSet;
 use message::{Mime, PartId};
-use store::FlagUpdate;
+use store::FlagChange;
 
 use crate::core::{Core, Next, Sync};
 use crate::fetch;
@@ -102,21 +102,17 @@ pub fn run(
     let mut want_flags = items.contains(&MessageDataItemName::Flags);
     // \Seen first, in one transaction, so the data and FLAGS agree.
     if marks_seen {
-        let updates: Vec<FlagUpdate> = resolved
+        let uids: Vec<store::Uid> = resolved
             .indexes
             .iter()
             .map(|&i| &sel.messages[i])
             .filter(|m| !m.gone && !m.flags.iter().any(|f| f == "\\Seen"))
-            .map(|m| {
-                let mut flags = m.flags.clone();
-                flags.push("\\Seen".into());
-                FlagUpdate { uid: m.uid, flags }
-            })
+            .map(|m| m.uid)
             .collect();
-        if !updates.is_empty() {
-            match store.update_flags(sel.id, &updates, None) {
+        if !uids.is_empty() {
+            match store.change_flags(sel.id, &uids, FlagChange::Add, &["\\Seen".into()], None) {
                 Ok(outcome) => {
-                    for meta in outcome.changed {
+                    for meta in outcome.current {
                         if let Some(i) = sel.index_of(meta.uid) {
                             sel.messages[i].flags = meta.flags;
                             sel.messages[i].modseq = meta.modseq;

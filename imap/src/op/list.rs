@@ -49,11 +49,15 @@ pub fn run(
         Ok(b) => b,
         Err(e) => return core.store_failed(out, tag, &e),
     };
+    let subscribed: BTreeSet<String> = match core.store.subscriptions(account.id) {
+        Ok(s) => s.into_iter().collect(),
+        Err(e) => return core.store_failed(out, tag, &e),
+    };
     // Every name with its attributes; superiors that are not mailboxes are \Noselect.
     let mut names: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     let existing: BTreeSet<&str> = boxes.iter().map(|m| m.name.as_str()).collect();
     for m in &boxes {
-        if lsub && !m.subscribed {
+        if lsub && !subscribed.contains(&m.name) {
             continue;
         }
         let mut attrs = Vec::new();

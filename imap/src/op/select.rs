@@ -134,16 +134,14 @@ pub fn close(core: &mut Core, tag: &str, out: &mut Vec<u8>) -> Next {
     if let Some(sel) = core.selected.take()
         && !sel.read_only
     {
-        let deleted: Vec<store::Uid> = match core.store.messages(sel.id) {
-            Ok(metas) => metas
-                .into_iter()
-                .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-                .map(|m| m.uid)
-                .collect(),
-            Err(e) => return core.store_failed(out, tag, &e),
-        };
+        let deleted: Vec<store::Uid> = sel
+            .messages
+            .iter()
+            .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+            .map(|m| m.uid)
+            .collect();
         if !deleted.is_empty()
-            && let Err(e) = core.store.expunge(sel.id, &deleted)
+            && let Err(e) = core.store.expunge_deleted(sel.id, &deleted)
         {
             return core.store_failed(out, tag, &e);
         }

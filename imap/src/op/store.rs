@@ -3,7 +3,7 @@
 use imap_types::command::StoreModifier;
 use imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_types::sequence::SequenceSet;
-use store::FlagUpdate;
+use store::FlagChange;
 
 use crate::core::{Core, Next, Sync};
 use crate::resp;
@@ -45,41 +45,23 @@ pub fn run(
         Err(e) => return core.bad(out, tag, &e),
     };
     let given: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-    let mut updates = Vec::new();
-    for &i in &resolved.indexes {
-        let m = &sel.messages[i];
-        if m.gone {
-            continue;
-        }
-        let mut new: Vec<String> = match kind {
-            StoreType::Replace => given.clone(),
-            StoreType::Add => {
-                let mut f = m.flags.clone();
-                for g in &given {
-                    if !f.iter().any(|x| x.eq_ignore_ascii_case(g)) {
-                        f.push(g.clone());
-                    }
-                }
-                f
-            }
-            StoreType::Remove => m
-                .flags
-                .iter()
-                .filter(|x| !given.iter().any(|g| g.eq_ignore_ascii_case(x)))
-                .cloned()
-                .collect(),
-        };
-        new.retain(|f| !f.eq_ignore_ascii_case("\\Recent"));
-        updates.push(FlagUpdate {
-            uid: m.uid,
-            flags: new,
-        });
-    }
-    let outcome = match store.update_flags(sel.id, &updates, unchanged_since) {
+    let uids: Vec<store::Uid> = resolved
+        .indexes
+        .iter()
+        .map(|&i| &sel.messages[i])
+        .filter(|m| !m.gone)
+        .map(|m| m.uid)
+        .collect();
+    let change = match kind {
+        StoreType::Replace => FlagChange::Replace,
+        StoreType::Add => FlagChange::Add,
+        StoreType::Remove => FlagChange::Remove,
+    };
+    let outcome = match store.change_flags(sel.id, &uids, change, &given, unchanged_since) {
         Ok(o) => o,
         Err(e) => return core.store_failed(out, tag, &e),
     };
-    for meta in &outcome.changed {
+    for meta in &outcome.current {
         if let Some(i) = sel.index_of(meta.uid) {
             sel.messages[i].flags = meta.flags.clone();
             sel.messages[i].modseq = meta.modseq;
@@ -95,7 +77,11 @@ pub fn run(
         }
     } else if condstore {
         // RFC 7162 §3.1.3: .SILENT still reports the new MODSEQ.
-        for meta in &outcome.changed {
+        for meta in outcome
+            .current
+            .iter()
+            .filter(|m| outcome.changed.contains(&m.uid))
+        {
             if let Some(i) = sel.index_of(meta.uid) {
                 let line = if uid {
                     format!(
