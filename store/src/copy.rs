@@ -62,6 +62,7 @@ impl Store {
                 return Err(e);
             }
         }
+        let mut staged = None;
         let result = self.write(|txn| {
             let mut sources = Vec::with_capacity(uids.len());
             for &uid in uids {
@@ -106,6 +107,11 @@ impl Store {
                 None
             };
             let dst_box = load_mailbox(txn, dst)?;
+            if let Some(m) = &moved {
+                // Last before the commit: sessions showing them keep reading them.
+                let held = self.limbo.stage(src, m.modseq, &m.metas);
+                staged = Some((m.modseq, m.metas.clone(), held));
+            }
             Ok((pairs, dst_box.account, dst_box.highest_modseq, moved))
         });
         drop(gate);
@@ -118,7 +124,8 @@ impl Store {
                 });
                 if let Some(moved) = moved {
                     let modseq = moved.modseq;
-                    let unlink = self.limbo.retire(src, modseq, moved.metas, false);
+                    let held = staged.is_some_and(|(_, _, held)| held);
+                    let unlink = self.limbo.settle(src, modseq, moved.metas, held, false);
                     self.blobs.remove_all(&unlink);
                     self.notify(Change::Mailbox {
                         account,
@@ -129,6 +136,9 @@ impl Store {
                 Ok(pairs)
             }
             Err(e) => {
+                if let Some((modseq, metas, true)) = staged {
+                    self.limbo.abort(src, modseq, &metas);
+                }
                 let made: Vec<String> = links.into_values().map(|(_, new)| new).collect();
                 self.blobs.remove_all(&made);
                 Err(e)

@@ -145,25 +145,77 @@ impl Limbo {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Messages left `mailbox` at `modseq` (their last index entries in `removed`);
-    /// `owned` when no index entry names their body files any more (an expunge, not a
-    /// move). Returns the body files to delete now: those no holder needs.
-    pub(crate) fn retire(
+    /// Messages leave `mailbox` at `modseq` in a write transaction not yet committed:
+    /// while any session holds the mailbox their entries are held from now on, so a
+    /// session that reads the index just after the commit still finds them here.
+    /// Returns whether they were held; the caller then calls [`Limbo::settle`] after
+    /// the commit, or [`Limbo::abort`] if it failed.
+    pub(crate) fn stage(
+        &self,
+        mailbox: MailboxId,
+        modseq: ModSeq,
+        removed: &[MessageMeta],
+    ) -> bool {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(held) = inner
+            .boxes
+            .get_mut(&mailbox)
+            .filter(|h| !h.holders.is_empty())
+        else {
+            return false;
+        };
+        for meta in removed {
+            inner.bodies.entry(meta.blob.clone()).or_default().held += 1;
+            held.by_modseq.entry(modseq).or_default().push(meta.uid);
+            held.messages.insert(meta.uid, meta.clone());
+        }
+        true
+    }
+
+    /// The transaction that [`Limbo::stage`]d `removed` did not commit: forgets them.
+    pub(crate) fn abort(&self, mailbox: MailboxId, modseq: ModSeq, removed: &[MessageMeta]) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some(held) = inner.boxes.get_mut(&mailbox) {
+            held.by_modseq.remove(&modseq);
+            for meta in removed {
+                held.messages.remove(&meta.uid);
+            }
+        }
+        for meta in removed {
+            if let Some(body) = inner.bodies.get_mut(&meta.blob) {
+                body.held = body.held.saturating_sub(1);
+                if body.held == 0 && !body.orphan {
+                    inner.bodies.remove(&meta.blob);
+                }
+            }
+        }
+    }
+
+    /// Messages left `mailbox` at `modseq` (committed; `staged` if [`Limbo::stage`]
+    /// held them); `owned` when no index entry names their body files any more (an
+    /// expunge, not a move). Holds them now if a session that did not acknowledge
+    /// `modseq` appeared meanwhile. Returns the body files to delete now: those no
+    /// holder needs.
+    pub(crate) fn settle(
         &self,
         mailbox: MailboxId,
         modseq: ModSeq,
         removed: Vec<MessageMeta>,
+        staged: bool,
         owned: bool,
     ) -> Vec<String> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        let late = !staged
+            && inner
+                .boxes
+                .get(&mailbox)
+                .is_some_and(|h| h.holders.values().any(|&acked| acked < modseq));
         let mut unlink = Vec::new();
-        let needed = inner
-            .boxes
-            .get(&mailbox)
-            .is_some_and(|h| h.holders.values().any(|&acked| acked < modseq));
         for meta in removed {
-            if needed {
+            if late {
                 inner.bodies.entry(meta.blob.clone()).or_default().held += 1;
             }
             if owned {
@@ -172,12 +224,25 @@ impl Limbo {
                     None => unlink.push(meta.blob.clone()),
                 }
             }
-            if needed && let Some(held) = inner.boxes.get_mut(&mailbox) {
+            if late && let Some(held) = inner.boxes.get_mut(&mailbox) {
                 held.by_modseq.entry(modseq).or_default().push(meta.uid);
                 held.messages.insert(meta.uid, meta);
             }
         }
+        // Holders that acknowledged meanwhile may already release them.
+        unlink.extend(inner.release(mailbox));
         unlink
+    }
+
+    /// [`Limbo::settle`] for removals that were not staged (a mailbox deleted).
+    pub(crate) fn retire(
+        &self,
+        mailbox: MailboxId,
+        modseq: ModSeq,
+        removed: Vec<MessageMeta>,
+        owned: bool,
+    ) -> Vec<String> {
+        self.settle(mailbox, modseq, removed, false, owned)
     }
 
     /// Whether a body file the index no longer names is still held (the orphan sweep

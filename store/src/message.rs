@@ -143,6 +143,34 @@ pub(crate) fn move_header(
     Ok(())
 }
 
+/// What changed in a mailbox after MODSEQ `since`, read in `txn` (see
+/// [`Store::changes_since`]).
+pub(crate) fn changes_in(
+    txn: &redb::ReadTransaction,
+    mailbox: MailboxId,
+    since: ModSeq,
+) -> Result<(Vec<MessageMeta>, Vec<Uid>), Error> {
+    let changes = txn.open_table(CHANGES)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let mut changed = Vec::new();
+    let mut expunged = Vec::new();
+    let start = since.saturating_add(1);
+    for entry in changes.range((mailbox, start, 0)..=(mailbox, ModSeq::MAX, Uid::MAX))? {
+        let (k, kind) = entry?;
+        let (_, _, uid) = k.value();
+        if kind.value() == EXPUNGED_MARK {
+            expunged.push(uid);
+        } else if let Some(meta) =
+            decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
+        {
+            changed.push(meta);
+        }
+    }
+    changed.sort_by_key(|m| m.uid);
+    expunged.sort_unstable();
+    Ok((changed, expunged))
+}
+
 /// CHANGES values.
 const CHANGED: u8 = 0;
 const EXPUNGED_MARK: u8 = 1;
@@ -452,6 +480,27 @@ impl Store {
         })
     }
 
+    /// Opens a message's body for reading in parts (a FETCH streams it instead of
+    /// holding it whole). [`Error::Corrupt`] if the index references a missing body or
+    /// one of another size.
+    pub fn open_body(&self, msg: &MessageMeta) -> Result<std::fs::File, Error> {
+        let missing = || {
+            Error::Corrupt(format!(
+                "the body of the message with UID {} in mailbox {} (blob {}) is missing",
+                msg.uid, msg.mailbox, msg.blob
+            ))
+        };
+        let (file, path) = self.blobs.open_body(&msg.blob)?.ok_or_else(missing)?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len != msg.size {
+            return Err(Error::Corrupt(format!(
+                "the body of the message with UID {} in mailbox {} has {len} octets, the index says {}",
+                msg.uid, msg.mailbox, msg.size
+            )));
+        }
+        Ok(file)
+    }
+
     /// Replaces a message's flags and gives it the mailbox's next MODSEQ (RFC 7162 §3.1).
     /// [`Error::NotFound`] if there is no such message.
     pub fn set_flags(
@@ -501,7 +550,8 @@ impl Store {
         uids: &[Uid],
         keep_unless: impl Fn(&MessageMeta) -> bool,
     ) -> Result<Vec<Uid>, Error> {
-        let (expunged, account) = self.write(|txn| {
+        let mut staged = None;
+        let result = self.write(|txn| {
             let mut chosen = Vec::with_capacity(uids.len());
             {
                 let messages = txn.open_table(MESSAGES)?;
@@ -515,12 +565,26 @@ impl Store {
                 }
             }
             let e = expunge_in(txn, mailbox, &chosen)?;
-            Ok((e, load_mailbox(txn, mailbox)?.account))
-        })?;
+            let account = load_mailbox(txn, mailbox)?.account;
+            // Last before the commit: sessions showing them keep reading them.
+            let held = self.limbo.stage(mailbox, e.modseq, &e.metas);
+            staged = Some((e.modseq, e.metas.clone(), held));
+            Ok((e, account))
+        });
+        let (expunged, account) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some((modseq, metas, true)) = staged {
+                    self.limbo.abort(mailbox, modseq, &metas);
+                }
+                return Err(e);
+            }
+        };
+        let held = staged.is_some_and(|(_, _, held)| held);
         if !expunged.removed.is_empty() {
             let unlink = self
                 .limbo
-                .retire(mailbox, expunged.modseq, expunged.metas, true);
+                .settle(mailbox, expunged.modseq, expunged.metas, held, true);
             self.blobs.remove_all(&unlink);
             self.notify(Change::Mailbox {
                 account,
@@ -552,27 +616,7 @@ impl Store {
         mailbox: MailboxId,
         since: ModSeq,
     ) -> Result<(Vec<MessageMeta>, Vec<Uid>), Error> {
-        self.read(|txn| {
-            let changes = txn.open_table(CHANGES)?;
-            let messages = txn.open_table(MESSAGES)?;
-            let mut changed = Vec::new();
-            let mut expunged = Vec::new();
-            let start = since.saturating_add(1);
-            for entry in changes.range((mailbox, start, 0)..=(mailbox, ModSeq::MAX, Uid::MAX))? {
-                let (k, kind) = entry?;
-                let (_, _, uid) = k.value();
-                if kind.value() == EXPUNGED_MARK {
-                    expunged.push(uid);
-                } else if let Some(meta) =
-                    decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
-                {
-                    changed.push(meta);
-                }
-            }
-            changed.sort_by_key(|m| m.uid);
-            expunged.sort_unstable();
-            Ok((changed, expunged))
-        })
+        self.read(|txn| changes_in(txn, mailbox, since))
     }
 
     /// The UIDs expunged from a mailbox with a MODSEQ above `since`, ascending, for
