@@ -197,11 +197,17 @@ mod tests {
         store
             .append(inbox.id, b"2", &[], SystemTime::now())
             .unwrap();
-        assert_eq!(store.claim_recent(inbox.id).unwrap(), 1);
-        assert_eq!(store.claim_recent(inbox.id).unwrap(), 3);
+        assert_eq!(store.claim_recent(inbox.id, 3).unwrap(), 1);
+        assert_eq!(store.claim_recent(inbox.id, 3).unwrap(), 3);
+        assert_eq!(store.recent_from(inbox.id).unwrap(), 3);
         let u3 = store
             .append(inbox.id, b"3", &[], SystemTime::now())
             .unwrap();
-        assert_eq!(store.claim_recent(inbox.id).unwrap(), u3.uid);
+        let u4 = store
+            .append(inbox.id, b"4", &[], SystemTime::now())
+            .unwrap();
+        // Claimed up to what the session saw: UID 4 is still for someone else.
+        assert_eq!(store.claim_recent(inbox.id, u4.uid).unwrap(), u3.uid);
+        assert_eq!(store.claim_recent(inbox.id, u4.uid + 1).unwrap(), u4.uid);
     }
 }

@@ -180,25 +180,87 @@ impl Store {
         }
     }
 
-    /// Claims the mailbox's messages not yet seen by any session as `\Recent` for the
-    /// caller: returns the first UID that is recent for it (messages with UIDs from there
-    /// on are its recent ones), and moves the watermark past them so that no other
-    /// session sees them as recent (RFC 3501 §2.3.2).
-    pub fn claim_recent(&self, mailbox: MailboxId) -> Result<Uid, Error> {
+    /// Claims the mailbox's messages with UIDs below `upto` that no session has seen
+    /// yet as `\Recent` for the caller: returns the first UID that is recent for it
+    /// (its recent messages are those from there up to `upto`), and moves the watermark
+    /// to `upto` so that no other session sees them as recent (RFC 3501 §2.3.2). The
+    /// watermark is not worth an fsync: a crash at worst shows a few messages as
+    /// recent again.
+    pub fn claim_recent(&self, mailbox: MailboxId, upto: Uid) -> Result<Uid, Error> {
         // Nothing new since the last claim (the usual case): no write transaction.
-        if let Some(m) = self.mailbox_by_id(mailbox)?
-            && m.uid_next <= m.recent_from.max(1)
-        {
-            return Ok(m.recent_from.max(1));
+        let first = self.recent_from(mailbox)?;
+        if upto <= first {
+            return Ok(first);
         }
-        self.write(|txn| {
-            let mut m = load_mailbox(txn, mailbox)?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| Error::Db(e.to_string()))?;
+        let first = {
+            let mut m = load_mailbox(&txn, mailbox)?;
             let first = m.recent_from.max(1);
-            if m.uid_next > first {
-                m.recent_from = m.uid_next;
-                save_mailbox(txn, &m)?;
+            if upto > first {
+                m.recent_from = upto;
+                save_mailbox(&txn, &m)?;
             }
-            Ok(first)
+            first
+        };
+        txn.commit()?;
+        Ok(first)
+    }
+
+    /// The first UID no session has claimed as `\Recent` (EXAMINE and STATUS look,
+    /// claiming nothing).
+    pub fn recent_from(&self, mailbox: MailboxId) -> Result<Uid, Error> {
+        Ok(self
+            .mailbox_by_id(mailbox)?
+            .map_or(1, |m| m.recent_from.max(1)))
+    }
+
+    /// A mailbox and all its messages (ascending UID), read together; `None` if it no
+    /// longer exists.
+    pub fn mailbox_state(
+        &self,
+        mailbox: MailboxId,
+    ) -> Result<Option<(crate::Mailbox, Vec<MessageMeta>)>, Error> {
+        self.read(|txn| {
+            let Some(m) = crate::decode_opt::<crate::Mailbox>(
+                "a mailbox",
+                txn.open_table(crate::tables::MAILBOXES)?.get(mailbox)?,
+            )?
+            else {
+                return Ok(None);
+            };
+            let messages = txn.open_table(crate::tables::MESSAGES)?;
+            let mut out = Vec::new();
+            for entry in messages.range((mailbox, 0)..=(mailbox, Uid::MAX))? {
+                out.push(decode("a message", entry?.1.value())?);
+            }
+            Ok(Some((m, out)))
+        })
+    }
+
+    /// A mailbox and what changed in it after MODSEQ `since` (as
+    /// [`Store::changes_since`]), read together so the mailbox's HIGHESTMODSEQ and
+    /// UIDNEXT describe exactly those changes; `None` if it no longer exists.
+    #[allow(clippy::type_complexity)]
+    pub fn mailbox_changes(
+        &self,
+        mailbox: MailboxId,
+        since: crate::ModSeq,
+    ) -> Result<Option<(crate::Mailbox, Vec<MessageMeta>, Vec<Uid>)>, Error> {
+        self.read(|txn| {
+            let Some(m) = crate::decode_opt::<crate::Mailbox>(
+                "a mailbox",
+                txn.open_table(crate::tables::MAILBOXES)?.get(mailbox)?,
+            )?
+            else {
+                return Ok(None);
+            };
+            if m.highest_modseq <= since {
+                return Ok(Some((m, Vec::new(), Vec::new())));
+            }
+            let (changed, expunged) = crate::message::changes_in(txn, mailbox, since)?;
+            Ok(Some((m, changed, expunged)))
         })
     }
 }

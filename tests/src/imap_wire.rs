@@ -152,8 +152,10 @@ impl Conn {
                 None => break,
             }
         }
-        let shown = String::from_utf8_lossy(&line[..line.len().min(300)]).into_owned();
-        self.note(format!("S: {}", shown.trim_end()));
+        let shown = String::from_utf8_lossy(&line[..line.len().min(300)])
+            .trim_end()
+            .replace("\r\n", "\\r\\n");
+        self.note(format!("S: {shown}"));
         Ok(Line(line))
     }
 

@@ -8,6 +8,9 @@ use message::{Mime, PartId};
 
 use crate::resp;
 
+pub mod job;
+pub mod section;
+
 /// The header lines of `header_block` whose names are (`not`: are not) in `names`,
 /// folded lines kept, then the blank line (RFC 3501 HEADER.FIELDS[.NOT]).
 pub fn header_fields(header_block: &[u8], names: &[String], not: bool) -> Vec<u8> {

@@ -1,7 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::op::fetch::{parse, section_bytes};
+use crate::fetch::section::section_bytes;
+use message::Mime;
+
+fn parse(raw: &[u8]) -> Mime<'_> {
+    Mime::parse(raw)
+}
 
 const MULTIPART: &[u8] = b"Date: Fri, 27 Nov 2026 04:17:22 +0000\r\n\
 From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\n\
@@ -94,7 +99,8 @@ fn sections_by_part_number() {
         let MessageDataItemName::BodyExt { section, .. } = &items[0] else {
             unreachable!()
         };
-        section_bytes(&msg, section.as_ref()).map(|b| String::from_utf8(b).unwrap())
+        section_bytes(&msg, section.as_ref())
+            .map(|b| String::from_utf8(b.bytes().to_vec()).unwrap())
     };
     assert_eq!(section("").unwrap().len(), MULTIPART.len());
     assert_eq!(section("1").unwrap(), "Hallo J=C3=B6rg,\r\ntwo lines.");
@@ -123,7 +129,7 @@ fn sections_by_part_number() {
     assert_eq!(section("1.2"), None);
     // A single-part message: its body is part 1.
     let single = parse(b"Subject: x\r\n\r\nbody\r\n");
-    let bytes = section_bytes(&single, None).unwrap();
+    let bytes = section_bytes(&single, None).unwrap().bytes().to_vec();
     assert_eq!(bytes.len(), 20);
     assert_eq!(single.body(single.resolve(&[1]).unwrap()), b"body\r\n");
 }

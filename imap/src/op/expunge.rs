@@ -33,7 +33,7 @@ pub fn run(core: &mut Core, tag: &str, uids: Option<&SequenceSet>, out: &mut Vec
     let deleted: Vec<store::Uid> = sel
         .messages
         .iter()
-        .filter(|m| !m.gone && m.flags.iter().any(|f| f == "\\Deleted"))
+        .filter(|m| !m.gone && m.flags.has_system(crate::flags::DELETED))
         .map(|m| m.uid)
         .filter(|u| allowed.as_ref().is_none_or(|a| a.binary_search(u).is_ok()))
         .collect();

@@ -143,8 +143,8 @@ fn mentions_modseq(k: &SearchKey<'_>) -> bool {
     }
 }
 
-fn has_flag(c: &Candidate<'_>, flag: &str) -> bool {
-    c.msg.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+fn has_flag(c: &Candidate<'_>, sel: &Selected, flag: &str) -> bool {
+    c.msg.flags.has(flag, &sel.keywords)
 }
 
 fn meta<'c>(
@@ -275,20 +275,20 @@ fn matches(
             c.msg.uid as usize,
             sel.messages.last().map_or(0, |m| m.uid as usize),
         ),
-        SearchKey::Answered => has_flag(c, "\\Answered"),
-        SearchKey::Deleted => has_flag(c, "\\Deleted"),
-        SearchKey::Draft => has_flag(c, "\\Draft"),
-        SearchKey::Flagged => has_flag(c, "\\Flagged"),
-        SearchKey::Seen => has_flag(c, "\\Seen"),
-        SearchKey::Unanswered => !has_flag(c, "\\Answered"),
-        SearchKey::Undeleted => !has_flag(c, "\\Deleted"),
-        SearchKey::Undraft => !has_flag(c, "\\Draft"),
-        SearchKey::Unflagged => !has_flag(c, "\\Flagged"),
-        SearchKey::Unseen => !has_flag(c, "\\Seen"),
-        SearchKey::Keyword(k) => has_flag(c, k.as_ref()),
-        SearchKey::Unkeyword(k) => !has_flag(c, k.as_ref()),
+        SearchKey::Answered => has_flag(c, sel, "\\Answered"),
+        SearchKey::Deleted => has_flag(c, sel, "\\Deleted"),
+        SearchKey::Draft => has_flag(c, sel, "\\Draft"),
+        SearchKey::Flagged => has_flag(c, sel, "\\Flagged"),
+        SearchKey::Seen => has_flag(c, sel, "\\Seen"),
+        SearchKey::Unanswered => !has_flag(c, sel, "\\Answered"),
+        SearchKey::Undeleted => !has_flag(c, sel, "\\Deleted"),
+        SearchKey::Undraft => !has_flag(c, sel, "\\Draft"),
+        SearchKey::Unflagged => !has_flag(c, sel, "\\Flagged"),
+        SearchKey::Unseen => !has_flag(c, sel, "\\Seen"),
+        SearchKey::Keyword(k) => has_flag(c, sel, k.as_ref()),
+        SearchKey::Unkeyword(k) => !has_flag(c, sel, k.as_ref()),
         SearchKey::Recent => c.recent,
-        SearchKey::New => c.recent && !has_flag(c, "\\Seen"),
+        SearchKey::New => c.recent && !has_flag(c, sel, "\\Seen"),
         SearchKey::Old => !c.recent,
         SearchKey::Larger(n) => meta(c, sel, store).is_some_and(|m| m.size > u64::from(*n)),
         SearchKey::Smaller(n) => meta(c, sel, store).is_some_and(|m| m.size < u64::from(*n)),

@@ -431,10 +431,10 @@ impl Client {
     }
 
     fn error(&mut self, text: String) {
-        let with_transcript = self.result.errors.len() < 3;
+        let with_transcript = self.result.errors.len() < 6;
         let mut e = format!("client {}: {text}", self.n);
         if with_transcript {
-            let tail = self.conn.transcript.len().saturating_sub(12);
+            let tail = self.conn.transcript.len().saturating_sub(16);
             e.push_str("\n    ");
             e.push_str(&self.conn.transcript[tail..].join("\n    "));
         }
@@ -811,12 +811,16 @@ impl Client {
         let (told, s, c) = self.exec(&command, "STORE", ctx, &uids)?;
         self.ok("STORE", &s, &c);
         if silent.is_empty() {
-            // The STORE's own FETCH responses show the change.
+            // The STORE's own FETCH responses (the last of each message: updates of
+            // others' changes may come first) show the change.
+            let mut last: HashMap<u32, &BTreeSet<String>> = HashMap::new();
             for f in &told.fetched {
-                if let (Some(u), Some(flags)) = (f.uid, &f.flags)
-                    && uids.contains(&u)
-                    && flags.contains(&keyword) != add
-                {
+                if let (Some(u), Some(flags)) = (f.uid, &f.flags) {
+                    last.insert(u, flags);
+                }
+            }
+            for (u, flags) in last {
+                if uids.contains(&u) && flags.contains(&keyword) != add {
                     self.error(format!("{command}: UID {u} answered with flags {flags:?}"));
                 }
             }
