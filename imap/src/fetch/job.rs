@@ -16,7 +16,7 @@ use message::Mime;
 use store::{MessageMeta, ModSeq, Store, Uid};
 
 use crate::fetch::section::{BinaryError, binary, binary_section, section_bytes, section_name};
-use crate::fetch::{empty_envelope, envelope, header_fields, structure};
+use crate::fetch::{envelope, header_fields, structure};
 use crate::resp;
 use crate::selected::Selected;
 
@@ -276,10 +276,7 @@ impl FetchJob {
                     if let Some(h) = &header {
                         sep(&mut w);
                         w.cur.extend_from_slice(b"ENVELOPE ");
-                        match mail_parser::MessageParser::default().parse_headers(h) {
-                            Some(parsed) => envelope(&parsed, &mut w.cur),
-                            None => empty_envelope(&mut w.cur),
-                        }
+                        envelope(h, &mut w.cur);
                     }
                 }
                 MessageDataItemName::Body | MessageDataItemName::BodyStructure => {

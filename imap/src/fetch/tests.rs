@@ -67,14 +67,14 @@ fn bodystructure_of_a_multipart_with_an_attachment_and_a_message() {
 fn envelope_keeps_encoded_words_and_splits_addresses() {
     let msg = parse(MULTIPART);
     let mut out = Vec::new();
-    envelope(&msg.headers(0).unwrap(), &mut out);
+    envelope(msg.header(0), &mut out);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text,
         "(\"Fri, 27 Nov 2026 04:17:22 +0000\" \"=?utf-8?q?Gr=C3=BC=C3=9Fe?= and a file\" \
-((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\")) \
-((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\")) \
-((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\")) \
+((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jorg\" \"example.org\")) \
+((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jorg\" \"example.org\")) \
+((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jorg\" \"example.org\")) \
 ((NIL NIL \"alice\" \"example.org\")(\"Bob B.\" NIL \"bob\" \"example.org\")) NIL NIL NIL \"<m1@example.org>\")"
     );
 }
