@@ -216,6 +216,28 @@ impl Store {
             .map_or(1, |m| m.recent_from.max(1)))
     }
 
+    /// Every stored header block of a mailbox in one buffer: the buffer, and each
+    /// message's UID (ascending) with its block's range in it. Header searches read
+    /// this instead of a row per message.
+    #[allow(clippy::type_complexity)]
+    pub fn header_blocks(
+        &self,
+        mailbox: MailboxId,
+    ) -> Result<(Vec<u8>, Vec<(Uid, std::ops::Range<usize>)>), Error> {
+        self.read(|txn| {
+            let table = txn.open_table(crate::tables::HEADERS)?;
+            let mut arena = Vec::new();
+            let mut index = Vec::new();
+            for entry in table.range((mailbox, 0)..=(mailbox, Uid::MAX))? {
+                let (k, v) = entry?;
+                let start = arena.len();
+                arena.extend_from_slice(v.value());
+                index.push((k.value().1, start..arena.len()));
+            }
+            Ok((arena, index))
+        })
+    }
+
     /// A mailbox and all its messages (ascending UID), read together; `None` if it no
     /// longer exists.
     pub fn mailbox_state(
