@@ -167,6 +167,13 @@ s("d1 DELETE gone")
 expect(s, 'l4 LSUB "" gone', [r'\* LSUB \(\) "/" "gone"', r"l4 OK .*"])
 # RFC 9051 §6.3.4: a mailbox with children is not deleted, with HASCHILDREN.
 expect(s, "d2 DELETE foo", [r"d2 NO \[HASCHILDREN\] .*"])
+# RFC 2180 §3: a session whose selected mailbox another deletes is told BYE.
+t = session()
+s("c3 CREATE doomed")
+t("s1 SELECT doomed")
+s("d3 DELETE doomed")
+got = t("n1 NOOP")
+assert got[0].startswith("* BYE"), got
 "#,
         "lsub ok",
     );
