@@ -1,6 +1,14 @@
 //! The network driver: the one accept loop every listener runs. It owns the sockets,
 //! TLS (implicit or a STARTTLS upgrade), the per-client-IP caps, idle timeouts and
 //! graceful shutdown; protocol code only sees bytes in and replies out (a [`Session`]).
+//!
+//! Output is bounded: a session answers with at most a chunk at a time
+//! ([`OUTPUT_CHUNK`] is the size to aim for) and says [`Action::More`] when the answer
+//! goes on; the driver writes the chunk, waits until the socket took it, and only then
+//! asks for the next ([`Session::resume`]). A client that reads slowly thus slows its
+//! session down instead of making the server buffer the answer, and a session never
+//! holds more than about one chunk of output, whatever it is answering (a mailbox's
+//! worth of FETCH, a long pipeline).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -97,6 +105,10 @@ pub struct ConnInfo {
     pub starttls: bool,
 }
 
+/// The output a session aims to hand the driver at once; [`Action::More`] says the
+/// rest follows.
+pub const OUTPUT_CHUNK: usize = 256 * 1024;
+
 /// What the driver does after writing a session's reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -106,6 +118,9 @@ pub enum Action {
     StartTls,
     /// Close the connection.
     Close,
+    /// The answer goes on: once the reply is written, call [`Session::resume`] for
+    /// the next part (and read nothing meanwhile).
+    More,
 }
 
 /// A session's answer to some input.
@@ -133,6 +148,14 @@ impl Output {
             action: Action::Close,
         }
     }
+
+    /// Send `reply`, then ask for more ([`Session::resume`]).
+    pub fn more(reply: impl Into<Vec<u8>>) -> Self {
+        Output {
+            reply: reply.into(),
+            action: Action::More,
+        }
+    }
 }
 
 /// One protocol conversation, fed the bytes the client sends. Sans-socket: it buffers
@@ -142,7 +165,20 @@ pub trait Session: Send + 'static {
     fn greeting(&mut self) -> Vec<u8>;
     /// Bytes the client sent. On [`Action::StartTls`] the session must drop any input
     /// it buffered after the STARTTLS command (it came in the clear: RFC 3207 §4.2).
+    /// The reply should stay near [`OUTPUT_CHUNK`]: a longer answer ends with
+    /// [`Action::More`] and goes on in [`Session::resume`].
     fn receive(&mut self, input: &[u8]) -> impl Future<Output = Output> + Send;
+    /// The next part of an answer that ended with [`Action::More`], asked for once the
+    /// previous part is written. The default has nothing more.
+    fn resume(&mut self) -> impl Future<Output = Output> + Send {
+        std::future::ready(Output::reply(Vec::new()))
+    }
+    /// Whether the session is between commands with no input pending, so that at
+    /// shutdown it can be told and closed at once instead of after the grace period
+    /// (an IMAP client in IDLE). The default is no: the session gets the grace period.
+    fn at_rest(&self) -> bool {
+        false
+    }
     /// The TLS handshake that a [`Action::StartTls`] asked for has completed.
     fn tls_started(&mut self);
     /// The last words when the server shuts down (SMTP `421`, IMAP `* BYE`).
@@ -473,7 +509,7 @@ impl Driver {
         let idle = protocol.idle_timeout();
         let command_timeout = protocol.command_timeout();
         let mut buf = vec![0u8; 16 * 1024];
-        loop {
+        'session: loop {
             // The idle timeout, or less when the session has a deadline sooner; past
             // the deadline, no more input is read however fast it comes.
             let wait = match session.deadline() {
@@ -493,6 +529,11 @@ impl Driver {
                     let _ = write_all(&mut stream, &session.shutting_down()).await;
                     break;
                 }
+                // At rest (IDLE, between commands): no need to wait out the grace period.
+                _ = self.shutdown.stop_accepting.cancelled(), if session.at_rest() => {
+                    let _ = write_all(&mut stream, &session.shutting_down()).await;
+                    break;
+                }
                 read = tokio::time::timeout(wait, stream.read(&mut buf)) => read,
                 pushed = session.unsolicited() => {
                     write_all(&mut stream, &pushed).await?;
@@ -508,7 +549,8 @@ impl Driver {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(e),
             };
-            let out = match tokio::time::timeout(command_timeout, session.receive(&buf[..n])).await
+            let mut out = match tokio::time::timeout(command_timeout, session.receive(&buf[..n]))
+                .await
             {
                 Ok(out) => out,
                 Err(_) => {
@@ -517,9 +559,21 @@ impl Driver {
                     break;
                 }
             };
+            // A long answer part by part, each written before the next is made.
+            while out.action == Action::More {
+                write_all(&mut stream, &out.reply).await?;
+                out = match tokio::time::timeout(command_timeout, session.resume()).await {
+                    Ok(out) => out,
+                    Err(_) => {
+                        tracing::warn!(listener = info.listener, peer = %info.peer, "a command took too long: closing");
+                        let _ = write_all(&mut stream, &session.timed_out()).await;
+                        break 'session;
+                    }
+                };
+            }
             write_all(&mut stream, &out.reply).await?;
             match out.action {
-                Action::Continue => {}
+                Action::Continue | Action::More => {}
                 Action::Close => break,
                 Action::StartTls => {
                     stream = match stream {

@@ -18,9 +18,23 @@ struct ToySession {
     buf: Vec<u8>,
     tls: bool,
     peer: std::net::IpAddr,
+    /// STREAM n: chunks still to send, and how many were made (shared with the test).
+    streaming: usize,
+    made: Arc<std::sync::atomic::AtomicUsize>,
+    /// REST: between commands this session may be closed at once at shutdown.
+    restful: bool,
     /// Set by `DEADLINE`: the session ends 300 ms later whatever the client does.
     deadline: Option<tokio::time::Instant>,
 }
+
+/// Chunks made by STREAM sessions, across all of them.
+static MADE: std::sync::OnceLock<Arc<std::sync::atomic::AtomicUsize>> = std::sync::OnceLock::new();
+
+fn made() -> Arc<std::sync::atomic::AtomicUsize> {
+    MADE.get_or_init(Default::default).clone()
+}
+
+const STREAM_CHUNK: usize = 64 * 1024;
 
 impl Protocol for Toy {
     type Session = ToySession;
@@ -29,6 +43,9 @@ impl Protocol for Toy {
             buf: Vec::new(),
             tls: info.tls,
             peer: info.peer.ip(),
+            streaming: 0,
+            made: made(),
+            restful: false,
             deadline: None,
         }
     }
@@ -72,6 +89,14 @@ impl Session for ToySession {
                     self.deadline = Some(tokio::time::Instant::now() + Duration::from_millis(300));
                     reply.extend_from_slice(b"OK\r\n");
                 }
+                b"REST" => {
+                    self.restful = true;
+                    reply.extend_from_slice(b"RESTING\r\n");
+                }
+                l if l.starts_with(b"STREAM ") => {
+                    self.streaming = String::from_utf8_lossy(&l[7..]).parse().unwrap();
+                    return self.resume().await;
+                }
                 b"SLOW" => {
                     tokio::time::sleep(COMMAND_TIMEOUT * 10).await;
                     reply.extend_from_slice(b"DONE\r\n");
@@ -80,6 +105,19 @@ impl Session for ToySession {
             }
         }
         Output::reply(reply)
+    }
+    async fn resume(&mut self) -> Output {
+        if self.streaming == 0 {
+            return Output::reply(b"END\r\n".to_vec());
+        }
+        self.streaming -= 1;
+        self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut chunk = vec![b'x'; STREAM_CHUNK - 2];
+        chunk.extend_from_slice(b"\r\n");
+        Output::more(chunk)
+    }
+    fn at_rest(&self) -> bool {
+        self.restful && self.buf.is_empty() && self.streaming == 0
     }
     fn tls_started(&mut self) {
         self.tls = true;
@@ -307,6 +345,75 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4() {
     assert_eq!(line(&mut c).await, "HELLO\r\n");
     c.get_mut().write_all(b"WHO\r\n").await.unwrap();
     assert_eq!(line(&mut c).await, "127.0.0.1\r\n");
+}
+
+#[tokio::test]
+async fn a_long_answer_goes_out_at_the_readers_pace() {
+    let (_d, addr) = start(
+        net::Config::default(),
+        TlsMode::Plain,
+        Duration::from_secs(30),
+        None,
+    );
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    let before = made().load(std::sync::atomic::Ordering::SeqCst);
+    // 256 MiB asked for, nothing read for a while: the session makes only what the
+    // socket buffers take, not the whole answer.
+    c.get_mut().write_all(b"STREAM 4096\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let made_while_blocked = made().load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        made_while_blocked < 400,
+        "{made_while_blocked} chunks of 64 KiB made while the client read nothing"
+    );
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = c.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        total += n;
+        if chunk[..n].ends_with(b"END\r\n") {
+            break;
+        }
+    }
+    assert_eq!(total, 4096 * STREAM_CHUNK + 5);
+}
+
+#[tokio::test]
+async fn at_shutdown_a_session_at_rest_is_told_at_once() {
+    let (driver, addr) = start(
+        net::Config::default(),
+        TlsMode::Plain,
+        Duration::from_secs(30),
+        None,
+    );
+    let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut c).await, "HELLO\r\n");
+    c.get_mut().write_all(b"REST\r\n").await.unwrap();
+    assert_eq!(line(&mut c).await, "RESTING\r\n");
+    // Half a command: not at rest, it gets the grace period.
+    let mut busy = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert_eq!(line(&mut busy).await, "HELLO\r\n");
+    busy.get_mut().write_all(b"REST\r\n").await.unwrap();
+    assert_eq!(line(&mut busy).await, "RESTING\r\n");
+    busy.get_mut().write_all(b"PI").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = driver.clone();
+    let start = std::time::Instant::now();
+    let shutdown = tokio::spawn(async move { d.shutdown().run(Duration::from_secs(3)).await });
+    assert_eq!(line(&mut c).await, "SHUTDOWN\r\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    busy.get_mut().write_all(b"NG\r\n").await.unwrap();
+    assert_eq!(line(&mut busy).await, "PONG\r\n");
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]

@@ -59,6 +59,8 @@ pub enum Sync {
 pub enum Next {
     /// Read the next command.
     Continue,
+    /// The answer goes on ([`Core::resume`] makes the next part).
+    More,
     /// Start TLS (STARTTLS accepted), then read.
     StartTls,
     /// Close the connection.
@@ -104,6 +106,13 @@ pub struct Core {
     pub waiting: Waiting,
     pub(crate) logged_out: bool,
     pub(crate) sessions: SessionCounts,
+    /// The mailboxes' message lists shared by all sessions.
+    pub(crate) cache: Arc<crate::snapshot::Cache>,
+    /// A FETCH whose responses are not all sent yet.
+    pub(crate) pending: Option<crate::fetch::job::FetchJob>,
+    /// The selected mailbox was deleted: the connection ends after this command
+    /// (RFC 2180 §3).
+    pub(crate) doomed: bool,
 }
 
 impl Drop for Core {
@@ -170,6 +179,7 @@ pub fn allowed(state: State, body: &CommandBody<'_>) -> bool {
 
 impl Core {
     /// A session for a client at `peer`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         auth: Arc<Authenticator>,
@@ -178,6 +188,7 @@ impl Core {
         starttls: bool,
         limits: Limits,
         sessions: SessionCounts,
+        cache: Arc<crate::snapshot::Cache>,
     ) -> Core {
         Core {
             store,
@@ -193,6 +204,52 @@ impl Core {
             waiting: Waiting::Command,
             logged_out: false,
             sessions,
+            cache,
+            pending: None,
+            doomed: false,
+        }
+    }
+
+    /// The next part of a FETCH that [`Next::More`] announced; its tagged reply once
+    /// every message is answered.
+    pub fn resume(&mut self, out: &mut Vec<u8>) -> Next {
+        let (Some(mut job), Some(sel)) = (self.pending.take(), self.selected.as_ref()) else {
+            return Next::Continue;
+        };
+        match job.step(sel, &self.store, out, common::net::OUTPUT_CHUNK) {
+            crate::fetch::job::Step::More => {
+                self.pending = Some(job);
+                Next::More
+            }
+            crate::fetch::job::Step::Broken => {
+                crate::line!(out, "* BYE Internal error while sending a message");
+                Next::Close
+            }
+            crate::fetch::job::Step::Done => {
+                let tag = job.tag;
+                if job.unknown_cte {
+                    return self.finish(
+                        out,
+                        &tag,
+                        "NO",
+                        Some("UNKNOWN-CTE"),
+                        "A part has a Content-Transfer-Encoding this server cannot decode",
+                        Sync::None,
+                    );
+                }
+                if job.missing {
+                    self.finish(
+                        out,
+                        &tag,
+                        "NO",
+                        Some("EXPUNGEISSUED"),
+                        "Some of the requested messages were expunged",
+                        Sync::None,
+                    )
+                } else {
+                    self.finish(out, &tag, "OK", None, "FETCH completed", Sync::None)
+                }
+            }
         }
     }
 
@@ -466,10 +523,21 @@ impl Core {
         // RFC 7162 §3.2.4: with QRESYNC, unsolicited FETCH responses carry the UID.
         let uid = uid || self.qresync;
         let store = self.store.clone();
-        if let Some(sel) = self.selected.as_mut()
-            && let Err(e) = sel.sync(&store, out, expunge, uid, condstore)
-        {
-            tracing::warn!(error = %e, "could not read the selected mailbox's changes");
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        match sel.sync(&store, out, expunge, uid, condstore) {
+            Ok(Ok(())) => {}
+            Ok(Err(crate::selected::Deleted)) => {
+                // RFC 2180 §3: the mailbox is gone under the session; end it.
+                if !self.doomed {
+                    crate::line!(out, "* BYE The selected mailbox was deleted");
+                }
+                self.doomed = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the selected mailbox's changes");
+            }
         }
     }
 

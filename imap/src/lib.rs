@@ -6,10 +6,12 @@
 pub mod config;
 pub mod core;
 pub mod fetch;
+pub mod flags;
 pub mod op;
 pub mod resp;
 pub mod selected;
 pub mod session;
+pub mod snapshot;
 pub mod utf7;
 
 pub use config::Config;

@@ -1,15 +1,24 @@
 //! The selected mailbox as this session knows it (RFC 3501 §2.3.1.2): messages in
 //! sequence order with the flags last reported, and how to bring that view up to
-//! date with the store as untagged EXPUNGE / EXISTS / RECENT / FETCH responses.
+//! date with the store as untagged EXPUNGE / EXISTS / RECENT / FETCH responses, at
+//! the points the RFC allows (RFC 3501 §7.4.1, §5.5).
+//!
+//! A message expunged or moved by another session stays in the view, readable, until
+//! this session has sent its EXPUNGE (RFC 2180 §4.1.1): the view holds it in the
+//! store ([`store::ExpungeHold`]). Keywords the client has not been told about are
+//! announced with FLAGS (and PERMANENTFLAGS) before any FETCH uses them (RFC 3501
+//! §7.2.6).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use store::{MailboxId, ModSeq, Store, Uid};
+use store::{ExpungeHold, MailboxId, MessageMeta, ModSeq, Store, Uid};
 
+use crate::flags::{FlagSet, Keywords, LISTED};
 use crate::line;
 use crate::resp;
+use crate::snapshot::Cache;
 
 /// One message of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +26,7 @@ pub struct Msg {
     /// Its UID.
     pub uid: Uid,
     /// Its flags as last reported to the client (without `\Recent`).
-    pub flags: Vec<String>,
+    pub flags: FlagSet,
     /// The MODSEQ those flags had.
     pub modseq: ModSeq,
     /// Expunged in the store, not yet reported (RFC 3501 §7.4.1 forbids EXPUNGE during
@@ -38,6 +47,10 @@ pub struct Selected {
     pub uid_validity: u32,
     /// The messages in sequence order (sequence number = index + 1).
     pub messages: Vec<Msg>,
+    /// The keywords the messages' flag bits name.
+    pub keywords: Keywords,
+    /// How many of `keywords` the client was told in FLAGS.
+    pub announced: usize,
     /// UIDs that are `\Recent` in this session.
     pub recent: HashSet<Uid>,
     /// The highest MODSEQ reported (HIGHESTMODSEQ, RFC 7162).
@@ -46,6 +59,9 @@ pub struct Selected {
     pub uid_next: Uid,
     /// QRESYNC is enabled: expunges are reported as VANISHED (RFC 7162 §3.2.10).
     pub vanished: bool,
+    /// Messages marked `gone`.
+    gone: usize,
+    hold: ExpungeHold,
 }
 
 /// What a sequence set names in the view.
@@ -55,48 +71,54 @@ pub struct Resolved {
     pub indexes: Vec<usize>,
 }
 
+/// The selected mailbox no longer exists.
+#[derive(Debug)]
+pub struct Deleted;
+
 impl Selected {
     /// Opens `mailbox` for a session: its messages, and (read-write) the `\Recent`
-    /// ones claimed for this session.
+    /// ones claimed for this session; read-only, the messages no session claimed yet
+    /// are `\Recent` without being claimed (RFC 3501 §6.3.2). `Ok(None)` if the
+    /// mailbox no longer exists.
     pub fn open(
         store: &Arc<Store>,
-        mailbox: &store::Mailbox,
+        cache: &Cache,
+        mailbox: MailboxId,
         read_only: bool,
-    ) -> Result<Selected, store::Error> {
-        let recent_from = if read_only {
-            Uid::MAX
-        } else {
-            store.claim_recent(mailbox.id)?
+    ) -> Result<Option<Selected>, store::Error> {
+        // The hold first: nothing that leaves the mailbox after the read is lost.
+        let hold = store.hold_expunged(mailbox);
+        let Some(snap) = cache.get(store, mailbox)? else {
+            return Ok(None);
         };
-        let current = store
-            .mailbox_by_id(mailbox.id)?
-            .unwrap_or_else(|| mailbox.clone());
-        let metas = store.messages(mailbox.id)?;
-        let messages: Vec<Msg> = metas
+        let m = &snap.mailbox;
+        let recent_from = if read_only {
+            store.recent_from(mailbox)?
+        } else {
+            store.claim_recent(mailbox, m.uid_next)?
+        };
+        let recent = snap
+            .messages
             .iter()
-            .map(|m| Msg {
-                uid: m.uid,
-                flags: m.flags.clone(),
-                modseq: m.modseq,
-                gone: false,
-            })
+            .filter(|x| x.uid >= recent_from)
+            .map(|x| x.uid)
             .collect();
-        let recent = metas
-            .iter()
-            .filter(|m| m.uid >= recent_from)
-            .map(|m| m.uid)
-            .collect();
-        Ok(Selected {
-            id: mailbox.id,
-            name: mailbox.name.clone(),
+        hold.acknowledge(m.highest_modseq);
+        Ok(Some(Selected {
+            id: mailbox,
+            name: m.name.clone(),
             read_only,
-            uid_validity: current.uid_validity,
-            messages,
+            uid_validity: m.uid_validity,
+            messages: snap.messages.clone(),
+            keywords: snap.keywords.clone(),
+            announced: snap.keywords.len(),
             recent,
-            highest_modseq: current.highest_modseq,
-            uid_next: current.uid_next,
+            highest_modseq: m.highest_modseq,
+            uid_next: m.uid_next,
             vanished: false,
-        })
+            gone: 0,
+            hold,
+        }))
     }
 
     /// The number of messages (EXISTS).
@@ -107,6 +129,48 @@ impl Selected {
     /// The index of a UID, if in the view.
     pub fn index_of(&self, uid: Uid) -> Option<usize> {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// The last index entry of a message that left the mailbox but is still in this
+    /// view (RFC 2180 §4.1.1).
+    pub fn held(&self, uid: Uid) -> Option<MessageMeta> {
+        self.hold.message(uid)
+    }
+
+    /// `* FLAGS` with the system flags and every keyword of the view, and for a
+    /// read-write mailbox `* OK [PERMANENTFLAGS ...]` (with `\*`: new keywords may be
+    /// made); the keywords count as told from now on.
+    pub fn write_flag_lists(&mut self, out: &mut Vec<u8>) {
+        let names = || {
+            LISTED
+                .iter()
+                .copied()
+                .chain(self.keywords.names().iter().map(String::as_str))
+        };
+        out.extend_from_slice(b"* FLAGS ");
+        resp::flag_list(out, names());
+        out.extend_from_slice(b"\r\n");
+        if self.read_only {
+            line!(out, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ");
+            resp::flag_list(out, names().chain(["\\*"]));
+            out.extend_from_slice(b"] Flags permitted\r\n");
+        }
+        self.announced = self.keywords.len();
+    }
+
+    /// Announces keywords learned since the last FLAGS (RFC 3501 §7.2.6: before a
+    /// FETCH response may carry them).
+    pub fn announce(&mut self, out: &mut Vec<u8>) {
+        if self.announced < self.keywords.len() {
+            self.write_flag_lists(out);
+        }
+    }
+
+    /// Flags as stored into the view's set, learning (not yet announcing) keywords.
+    pub fn set_of(&mut self, flags: &[String]) -> FlagSet {
+        self.keywords.set_of(flags)
     }
 
     /// Brings the view up to date. With `expunge` false (during FETCH, STORE, SEARCH
@@ -120,22 +184,18 @@ impl Selected {
         expunge: bool,
         uid: bool,
         modseq: bool,
-    ) -> Result<(), store::Error> {
-        let Some(current) = store.mailbox_by_id(self.id)? else {
-            // Deleted under us: nothing more to report; the next command will fail.
-            return Ok(());
+    ) -> Result<Result<(), Deleted>, store::Error> {
+        let Some((current, changed, expunged)) =
+            store.mailbox_changes(self.id, self.highest_modseq)?
+        else {
+            return Ok(Err(Deleted));
         };
-        if current.highest_modseq == self.highest_modseq && current.uid_next == self.uid_next {
-            if expunge {
-                self.report_gone(out);
-            }
-            return Ok(());
-        }
-        // Only what changed since the view's MODSEQ (the store's CHANGES index).
-        let (changed, expunged) = store.changes_since(self.id, self.highest_modseq)?;
         for gone in expunged {
-            if let Some(i) = self.index_of(gone) {
+            if let Some(i) = self.index_of(gone)
+                && !self.messages[i].gone
+            {
                 self.messages[i].gone = true;
+                self.gone += 1;
             }
         }
         if expunge {
@@ -150,12 +210,13 @@ impl Selected {
                 continue;
             }
             if let Some(i) = self.index_of(meta.uid) {
-                let m = &mut self.messages[i];
-                if m.gone || m.modseq == meta.modseq {
+                if self.messages[i].gone || self.messages[i].modseq == meta.modseq {
                     continue;
                 }
-                let differs = m.flags != meta.flags;
-                m.flags = meta.flags;
+                let flags = self.keywords.set_of(&meta.flags);
+                let m = &mut self.messages[i];
+                let differs = m.flags != flags;
+                m.flags = flags;
                 m.modseq = meta.modseq;
                 if differs || modseq {
                     updates.push(i);
@@ -164,36 +225,45 @@ impl Selected {
         }
         if !fresh.is_empty() {
             let recent_from = if self.read_only {
-                Uid::MAX
+                store.recent_from(self.id)?
             } else {
-                store.claim_recent(self.id)?
+                store.claim_recent(self.id, current.uid_next)?
             };
-            for m in fresh {
-                if m.uid >= recent_from {
-                    self.recent.insert(m.uid);
+            for meta in fresh {
+                if meta.uid >= recent_from {
+                    self.recent.insert(meta.uid);
                 }
+                let flags = self.keywords.set_of(&meta.flags);
                 self.messages.push(Msg {
-                    uid: m.uid,
-                    flags: m.flags,
-                    modseq: m.modseq,
+                    uid: meta.uid,
+                    flags,
+                    modseq: meta.modseq,
                     gone: false,
                 });
             }
+            self.announce(out);
             line!(out, "* {} EXISTS", self.messages.len());
             line!(out, "* {} RECENT", self.recent.len());
         }
+        self.announce(out);
         for i in updates {
             self.write_flags(out, i, uid, modseq);
         }
         self.highest_modseq = current.highest_modseq;
         self.uid_next = current.uid_next;
-        Ok(())
+        if self.gone == 0 {
+            self.hold.acknowledge(self.highest_modseq);
+        }
+        Ok(Ok(()))
     }
 
     /// Sends EXPUNGE for every message marked gone, in ascending order as RFC 3501
     /// §6.4.3 shows it (each number counts the removals before it), and drops them
     /// from the view.
     fn report_gone(&mut self, out: &mut Vec<u8>) {
+        if self.gone == 0 {
+            return;
+        }
         let mut removed = 0;
         let mut vanished = Vec::new();
         for (i, m) in self.messages.iter().enumerate() {
@@ -210,9 +280,8 @@ impl Selected {
         if !vanished.is_empty() {
             line!(out, "* VANISHED {}", crate::op::copy::ranges(&vanished));
         }
-        if removed > 0 {
-            self.messages.retain(|m| !m.gone);
-        }
+        self.messages.retain(|m| !m.gone);
+        self.gone = 0;
     }
 
     /// `* n FETCH (FLAGS (...) [UID u] [MODSEQ (m)])` for the message at `i`.
@@ -232,12 +301,9 @@ impl Selected {
     }
 
     /// The flags to show for a message, `\Recent` included where it applies.
-    pub fn flags_of<'a>(&self, m: &'a Msg) -> Vec<&'a str> {
-        let mut flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
-        if self.recent.contains(&m.uid) {
-            flags.push("\\Recent");
-        }
-        flags
+    pub fn flags_of<'a>(&'a self, m: &'a Msg) -> impl Iterator<Item = &'a str> + 'a {
+        let recent = self.recent.contains(&m.uid).then_some("\\Recent");
+        m.flags.names(&self.keywords).chain(recent)
     }
 
     /// Resolves a sequence set against the view: message sequence numbers, or UIDs
@@ -317,6 +383,9 @@ mod tests {
     use imap_types::command::CommandBody;
 
     fn view(uids: &[Uid]) -> Selected {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let hold = store.hold_expunged(1);
         Selected {
             id: 1,
             name: "INBOX".into(),
@@ -326,15 +395,19 @@ mod tests {
                 .iter()
                 .map(|&uid| Msg {
                     uid,
-                    flags: vec![],
+                    flags: FlagSet::default(),
                     modseq: 1,
                     gone: false,
                 })
                 .collect(),
+            keywords: Keywords::default(),
+            announced: 0,
             recent: HashSet::new(),
             highest_modseq: 1,
             uid_next: uids.last().map_or(1, |u| u + 1),
             vanished: false,
+            gone: 0,
+            hold,
         }
     }
 

@@ -32,6 +32,7 @@ pub struct Imap {
     auth: Arc<Authenticator>,
     limits: Limits,
     sessions: SessionCounts,
+    cache: Arc<crate::snapshot::Cache>,
 }
 
 impl Imap {
@@ -46,6 +47,7 @@ impl Imap {
                 max_sessions_per_account: config.max_sessions_per_account,
             },
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::default(),
         }
     }
 }
@@ -62,6 +64,7 @@ impl net::Protocol for Imap {
             info.starttls,
             self.limits,
             self.sessions.clone(),
+            self.cache.clone(),
         );
         Session {
             core: Some(core),
@@ -264,15 +267,15 @@ fn syntax_hint(line: &[u8]) -> String {
     }
 }
 
-impl net::Session for Session {
-    fn greeting(&mut self) -> Vec<u8> {
-        self.core.as_ref().map(Core::greeting).unwrap_or_default()
-    }
-
-    async fn receive(&mut self, input: &[u8]) -> Output {
-        self.frag.enqueue_bytes(input);
-        let mut reply = Vec::new();
+impl Session {
+    /// Runs the complete commands buffered in the fragmentizer, answers appended to
+    /// `reply`; stops with [`Action::More`] once about a chunk of output is waiting
+    /// (the rest of a FETCH, or the commands pipelined after it, follow in `resume`).
+    async fn process(&mut self, mut reply: Vec<u8>) -> Output {
         loop {
+            if reply.len() >= common::net::OUTPUT_CHUNK {
+                return Output::more(reply);
+            }
             let Some(fragment) = self.frag.progress() else {
                 // Before login, one line may not grow past MAX_LINE plus a small literal.
                 let authenticated = self.core.as_ref().is_some_and(|c| c.account.is_some());
@@ -346,7 +349,11 @@ impl net::Session for Session {
             };
             reply.extend(out);
             match next {
+                Next::Continue if self.core.as_ref().is_some_and(|c| c.doomed) => {
+                    return Output::close(reply);
+                }
                 Next::Continue => {}
+                Next::More => return Output::more(reply),
                 Next::Close => return Output::close(reply),
                 Next::StartTls => {
                     // RFC 3501 §6.2.1: nothing sent after STARTTLS in the clear counts.
@@ -359,6 +366,48 @@ impl net::Session for Session {
             }
         }
         Output::reply(reply)
+    }
+}
+
+impl net::Session for Session {
+    fn greeting(&mut self) -> Vec<u8> {
+        self.core.as_ref().map(Core::greeting).unwrap_or_default()
+    }
+
+    async fn receive(&mut self, input: &[u8]) -> Output {
+        self.frag.enqueue_bytes(input);
+        self.process(Vec::new()).await
+    }
+
+    /// The rest of a FETCH, then the commands pipelined after it.
+    async fn resume(&mut self) -> Output {
+        let pending = self.core.as_ref().is_some_and(|c| c.pending.is_some());
+        if !pending {
+            return self.process(Vec::new()).await;
+        }
+        let Some((out, next)) = self.run(|core, out| core.resume(out)).await else {
+            return Output::close(b"* BYE Internal error\r\n".to_vec());
+        };
+        match next {
+            Next::More => Output::more(out),
+            Next::Close => Output::close(out),
+            _ if self.core.as_ref().is_some_and(|c| c.doomed) => Output::close(out),
+            _ => self.process(out).await,
+        }
+    }
+
+    /// Between commands with nothing half-received, or in IDLE: at shutdown it gets
+    /// its BYE at once.
+    fn at_rest(&self) -> bool {
+        let Some(core) = &self.core else {
+            return false;
+        };
+        core.pending.is_none()
+            && match core.waiting {
+                Waiting::Idle { .. } => true,
+                Waiting::Command => self.frag.message_bytes().is_empty(),
+                Waiting::AuthData { .. } => false,
+            }
     }
 
     fn tls_started(&mut self) {

@@ -439,3 +439,35 @@ async fn bad_commands_and_long_lines_end_the_session() {
     let (reply, _) = send(&mut s, b"NOOP \"x\\\"y\"\r\nNOOP\r\n").await;
     assert_eq!(reply, "OK (TAG \"x\\\"y\") \"Done\"\r\nOK \"Done\"\r\n");
 }
+
+#[tokio::test]
+async fn a_long_pipeline_is_answered_a_chunk_at_a_time_and_then_the_session_is_at_rest() {
+    let server = server();
+    let mut s = open(&server, true);
+    s.greeting();
+    assert!(s.at_rest());
+    // 2,000 pipelined CAPABILITY commands: far more than one chunk of answers.
+    let pipeline = "CAPABILITY\r\n".repeat(2000);
+    let mut out = s.receive(pipeline.as_bytes()).await;
+    let mut parts = 1;
+    let mut total = out.reply.len();
+    assert!(out.reply.len() < 2 * common::net::OUTPUT_CHUNK);
+    while out.action == Action::More {
+        assert!(!s.at_rest(), "answers are still owed");
+        out = s.resume().await;
+        total += out.reply.len();
+        parts += 1;
+    }
+    assert_eq!(out.action, Action::Continue);
+    assert!(parts > 1, "{parts} parts, {total} octets");
+    let one = {
+        let mut t = open(&server, true);
+        t.greeting();
+        t.receive(b"CAPABILITY\r\n").await.reply.len()
+    };
+    assert_eq!(total, 2000 * one);
+    assert!(s.at_rest());
+    // Half a command is not rest.
+    let _ = s.receive(b"CAPAB").await;
+    assert!(!s.at_rest());
+}

@@ -516,6 +516,32 @@ async fn submission_needs_tls_then_auth_and_nobody_sends_as_anybody_else() {
 }
 
 #[tokio::test]
+async fn a_long_pipeline_is_answered_a_chunk_at_a_time() {
+    let f = fixture(100, 1 << 20);
+    let mut s = f.session();
+    s.greeting();
+    // 20,000 pipelined NOOPs: their replies are far more than one chunk.
+    let pipeline = "NOOP\r\n".repeat(20_000);
+    let mut out = s.receive(pipeline.as_bytes()).await;
+    assert!(out.reply.len() < 2 * common::net::OUTPUT_CHUNK);
+    let mut total = out.reply.len();
+    let mut parts = 1;
+    while out.action == Action::More {
+        out = s.resume().await;
+        total += out.reply.len();
+        parts += 1;
+    }
+    assert_eq!(out.action, Action::Continue);
+    assert!(parts > 1, "{parts} parts");
+    let one = {
+        let mut t = f.session();
+        t.greeting();
+        t.receive(b"NOOP\r\n").await.reply.len()
+    };
+    assert_eq!(total, 20_000 * one);
+}
+
+#[tokio::test]
 async fn a_domain_without_an_active_dkim_key_gets_a_temporary_refusal_not_unsigned_mail() {
     let f = fixture(100, 1 << 20);
     f.store.add_domain("nokeys.test").unwrap();

@@ -174,6 +174,39 @@ impl BlobDir {
         fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))
     }
 
+    /// A new body file with the contents of `id`, as a hard link to it (the files are
+    /// never written after they are made, so the two names stay equal): a copy costs
+    /// no data. Not durable until [`BlobDir::sync_fan_outs`] ran for it. `Ok(None)` if
+    /// `id` does not exist.
+    pub(crate) fn link(&self, id: &str) -> Result<Option<String>, Error> {
+        let source = self.path(id)?;
+        let new = new_id()?;
+        let fan_out = self.root.join(&new[..2]);
+        let dest = fan_out.join(&new);
+        for attempt in 0..2 {
+            match fs::hard_link(&source, &dest) {
+                Ok(()) => return Ok(Some(new)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if !source.exists() {
+                        return Ok(None);
+                    }
+                    if attempt == 0 {
+                        match fs::DirBuilder::new().mode(0o700).create(&fan_out) {
+                            Ok(()) => sync_dir(&self.root)?,
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                            Err(e) => return Err(Error::io(&fan_out, e)),
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(&dest, e)),
+            }
+        }
+        Err(Error::io(
+            &dest,
+            io::Error::other("the fan-out directory vanished while linking"),
+        ))
+    }
+
     /// Makes the bodies `ids` durable, their contents and their renames: one
     /// `syncfs(2)` of the store's file system for all of them, instead of an fsync of
     /// each file and of each directory. A group commit of many messages thus costs one

@@ -387,18 +387,22 @@ impl Store {
     /// Aliases that point at the address are left alone.
     pub fn delete_account(&self, email: &str) -> Result<(), Error> {
         let email = normalize_address(email)?;
-        let blobs = self.write(|txn| {
+        let removed = self.write(|txn| {
             let id = account_id(txn, &email)?;
             txn.open_table(ACCOUNT_EMAILS)?.remove(email.as_str())?;
             txn.open_table(ACCOUNTS)?.remove(id)?;
             crate::sieve::remove_account(txn, id)?;
-            let mut blobs = Vec::new();
+            let mut removed = Vec::new();
             for mailbox in mailbox::account_mailbox_ids(txn, id)? {
-                blobs.extend(mailbox::remove_mailbox(txn, mailbox)?.blobs);
+                removed.push((mailbox, mailbox::remove_mailbox(txn, mailbox)?.metas));
             }
-            Ok(blobs)
+            crate::subscriptions::remove_account(txn, id)?;
+            Ok(removed)
         })?;
-        self.blobs.remove_all(&blobs);
+        for (mailbox, metas) in removed {
+            let unlink = self.limbo.retire(mailbox, crate::ModSeq::MAX, metas, true);
+            self.blobs.remove_all(&unlink);
+        }
         self.notify(Change::Directory);
         Ok(())
     }

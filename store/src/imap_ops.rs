@@ -7,33 +7,12 @@
 use redb::ReadableTable;
 
 use crate::mailbox::{load_mailbox, normalize_mailbox_name, save_mailbox};
-use crate::message::{
-    bump_modseq, expunge_in, header_block, load_message, move_header, save_header, save_message,
-    stage_append,
-};
+use crate::message::{expunge_in, header_block, move_header, save_header, stage_append};
 use crate::tables::MAILBOX_NAMES;
 use crate::{
-    AccountId, Change, DELIMITER, Error, INBOX, MailboxId, MessageMeta, ModSeq, Store, Uid, decode,
+    AccountId, Change, DELIMITER, Error, INBOX, MailboxId, MessageMeta, Store, Uid, decode,
     normalize_flags,
 };
-
-/// A flag change for one message in [`Store::update_flags`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagUpdate {
-    /// The message.
-    pub uid: Uid,
-    /// Its new flags.
-    pub flags: Vec<String>,
-}
-
-/// What [`Store::update_flags`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FlagsOutcome {
-    /// Messages whose flags changed, with their new state.
-    pub changed: Vec<MessageMeta>,
-    /// Messages left alone because their MODSEQ was above the UNCHANGEDSINCE guard.
-    pub modified: Vec<Uid>,
-}
 
 impl Store {
     /// Renames `from` to `to` in an account, with every mailbox below it. Renaming INBOX
@@ -84,8 +63,8 @@ impl Store {
                 }
                 let uids: Vec<Uid> = messages.iter().map(|m| m.uid).collect();
                 // expunge_in frees the bytes stage_append counted a second time.
-                expunge_in(txn, id, &uids)?;
-                return Ok(());
+                let e = expunge_in(txn, id, &uids)?;
+                return Ok(Some((id, e)));
             }
             // The mailbox and its children, by name.
             let prefix = format!("{from}{DELIMITER}");
@@ -109,13 +88,16 @@ impl Store {
                 renames.push((from.clone(), id));
             }
             let mut names = txn.open_table(MAILBOX_NAMES)?;
+            let mut pairs = Vec::with_capacity(renames.len());
             for (old, _) in &renames {
                 let new = format!("{to}{}", &old[from.len()..]);
                 let new = normalize_mailbox_name(&new)?;
                 if new != *old && names.get((account, new.as_str()))?.is_some() {
                     return Err(Error::Exists(format!("the mailbox {new}")));
                 }
+                pairs.push((old.clone(), new));
             }
+            crate::subscriptions::rename_in(txn, account, &pairs)?;
             for (old, _) in &renames {
                 names.remove((account, old.as_str()))?;
             }
@@ -126,133 +108,15 @@ impl Store {
                 m.name = new;
                 save_mailbox(txn, &m)?;
             }
-            Ok(())
+            Ok(None)
         });
-        result?;
+        if let Some((inbox, e)) = result? {
+            // INBOX's messages moved: sessions showing them keep reading them.
+            let unlink = self.limbo.retire(inbox, e.modseq, e.metas, false);
+            self.blobs.remove_all(&unlink);
+        }
         self.notify(Change::Directory);
         Ok(())
-    }
-
-    /// Copies messages (ascending UIDs of `src`) into `dst` in one transaction, keeping
-    /// flags and internal dates; each copy gets its own body file. Returns (source UID,
-    /// new UID) pairs for COPYUID (RFC 4315). UIDs not present are skipped.
-    /// [`Error::OverQuota`] leaves `dst` as it was.
-    pub fn copy_messages(
-        &self,
-        src: MailboxId,
-        uids: &[Uid],
-        dst: MailboxId,
-    ) -> Result<Vec<(Uid, Uid)>, Error> {
-        self.copy_or_move(src, uids, dst, false)
-    }
-
-    /// Moves messages: the copy and the expunge from `src` commit together (RFC 6851).
-    pub fn move_messages(
-        &self,
-        src: MailboxId,
-        uids: &[Uid],
-        dst: MailboxId,
-    ) -> Result<Vec<(Uid, Uid)>, Error> {
-        self.copy_or_move(src, uids, dst, true)
-    }
-
-    fn copy_or_move(
-        &self,
-        src: MailboxId,
-        uids: &[Uid],
-        dst: MailboxId,
-        remove: bool,
-    ) -> Result<Vec<(Uid, Uid)>, Error> {
-        let mut sources = Vec::new();
-        for &uid in uids {
-            if let Some(m) = self.message(src, uid)? {
-                sources.push(m);
-            }
-        }
-        if sources.is_empty() {
-            return Ok(Vec::new());
-        }
-        let gate = self
-            .blob_gate
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // A move keeps the body files; a copy writes new ones (each message owns its file).
-        let mut blobs = Vec::with_capacity(sources.len());
-        let mut headers = Vec::with_capacity(sources.len());
-        if remove {
-            blobs.extend(sources.iter().map(|m| m.blob.clone()));
-        } else {
-            for m in &sources {
-                let body = self.read_body(m)?;
-                headers.push(header_block(&body).to_vec());
-                match self.blobs.write_unsynced(&body) {
-                    Ok(b) => blobs.push(b),
-                    Err(e) => {
-                        self.blobs.remove_all(&blobs);
-                        return Err(e);
-                    }
-                }
-            }
-            let ids: Vec<&str> = blobs.iter().map(String::as_str).collect();
-            if let Err(e) = self.blobs.sync_fan_outs(&ids) {
-                self.blobs.remove_all(&blobs);
-                return Err(e);
-            }
-        }
-        let result = self.write(|txn| {
-            let mut pairs = Vec::with_capacity(sources.len());
-            let mut account = None;
-            for (i, (m, blob)) in sources.iter().zip(&blobs).enumerate() {
-                let (meta, acc) = stage_append(
-                    txn,
-                    dst,
-                    blob.clone(),
-                    m.size,
-                    m.flags.clone(),
-                    m.internal_date,
-                )?;
-                match headers.get(i) {
-                    Some(h) => save_header(txn, dst, meta.uid, h)?,
-                    None => move_header(txn, (src, m.uid), (dst, meta.uid))?,
-                }
-                account = Some(acc);
-                pairs.push((m.uid, meta.uid));
-            }
-            let mut src_modseq = None;
-            if remove {
-                // The bodies now belong to the new entries; expunge_in frees the bytes
-                // stage_append counted a second time.
-                let moved: Vec<Uid> = sources.iter().map(|m| m.uid).collect();
-                src_modseq = Some(expunge_in(txn, src, &moved)?.modseq);
-            }
-            let _ = account;
-            let dst_box = load_mailbox(txn, dst)?;
-            Ok((pairs, dst_box.account, dst_box.highest_modseq, src_modseq))
-        });
-        drop(gate);
-        match result {
-            Ok((pairs, account, modseq, src_modseq)) => {
-                self.notify(Change::Mailbox {
-                    account,
-                    mailbox: dst,
-                    modseq,
-                });
-                if let Some(modseq) = src_modseq {
-                    self.notify(Change::Mailbox {
-                        account,
-                        mailbox: src,
-                        modseq,
-                    });
-                }
-                Ok(pairs)
-            }
-            Err(e) => {
-                if !remove {
-                    self.blobs.remove_all(&blobs);
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Appends several messages to a mailbox in one transaction (one fsync for all):
@@ -316,78 +180,109 @@ impl Store {
         }
     }
 
-    /// Sets the flags of several messages in one transaction, each change with a new
-    /// MODSEQ. With `unchanged_since`, a message whose MODSEQ is above it is left alone
-    /// and reported in `modified` (RFC 7162 §3.1.3). Messages no longer present are
-    /// skipped; a message whose flags would not change keeps its MODSEQ.
-    pub fn update_flags(
-        &self,
-        mailbox: MailboxId,
-        updates: &[FlagUpdate],
-        unchanged_since: Option<ModSeq>,
-    ) -> Result<FlagsOutcome, Error> {
-        let mut normalized = Vec::with_capacity(updates.len());
-        for u in updates {
-            normalized.push((u.uid, normalize_flags(&u.flags)?));
+    /// Claims the mailbox's messages with UIDs below `upto` that no session has seen
+    /// yet as `\Recent` for the caller: returns the first UID that is recent for it
+    /// (its recent messages are those from there up to `upto`), and moves the watermark
+    /// to `upto` so that no other session sees them as recent (RFC 3501 §2.3.2). The
+    /// watermark is not worth an fsync: a crash at worst shows a few messages as
+    /// recent again.
+    pub fn claim_recent(&self, mailbox: MailboxId, upto: Uid) -> Result<Uid, Error> {
+        // Nothing new since the last claim (the usual case): no write transaction.
+        let first = self.recent_from(mailbox)?;
+        if upto <= first {
+            return Ok(first);
         }
-        let (outcome, account, modseq) = self.write(|txn| {
-            let mut mbox = load_mailbox(txn, mailbox)?;
-            let mut outcome = FlagsOutcome::default();
-            for (uid, flags) in &normalized {
-                let mut meta = match load_message(txn, mailbox, *uid) {
-                    Ok(m) => m,
-                    Err(Error::NotFound(_)) => continue,
-                    Err(e) => return Err(e),
-                };
-                if unchanged_since.is_some_and(|since| meta.modseq > since) {
-                    outcome.modified.push(*uid);
-                    continue;
-                }
-                let same =
-                    meta.flags.len() == flags.len() && meta.flags.iter().all(|f| flags.contains(f));
-                if same {
-                    continue;
-                }
-                let previous = meta.modseq;
-                meta.flags = flags.clone();
-                meta.modseq = bump_modseq(&mut mbox)?;
-                save_message(txn, &meta, Some(previous))?;
-                outcome.changed.push(meta);
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| Error::Db(e.to_string()))?;
+        let first = {
+            let mut m = load_mailbox(&txn, mailbox)?;
+            let first = m.recent_from.max(1);
+            if upto > first {
+                m.recent_from = upto;
+                save_mailbox(&txn, &m)?;
             }
-            if !outcome.changed.is_empty() {
-                save_mailbox(txn, &mbox)?;
-            }
-            Ok((outcome, mbox.account, mbox.highest_modseq))
-        })?;
-        if !outcome.changed.is_empty() {
-            self.notify(Change::Mailbox {
-                account,
-                mailbox,
-                modseq,
-            });
-        }
-        Ok(outcome)
+            first
+        };
+        txn.commit()?;
+        Ok(first)
     }
 
-    /// Claims the mailbox's messages not yet seen by any session as `\Recent` for the
-    /// caller: returns the first UID that is recent for it (messages with UIDs from there
-    /// on are its recent ones), and moves the watermark past them so that no other
-    /// session sees them as recent (RFC 3501 §2.3.2).
-    pub fn claim_recent(&self, mailbox: MailboxId) -> Result<Uid, Error> {
-        // Nothing new since the last claim (the usual case): no write transaction.
-        if let Some(m) = self.mailbox_by_id(mailbox)?
-            && m.uid_next <= m.recent_from.max(1)
-        {
-            return Ok(m.recent_from.max(1));
-        }
-        self.write(|txn| {
-            let mut m = load_mailbox(txn, mailbox)?;
-            let first = m.recent_from.max(1);
-            if m.uid_next > first {
-                m.recent_from = m.uid_next;
-                save_mailbox(txn, &m)?;
+    /// The first UID no session has claimed as `\Recent` (EXAMINE and STATUS look,
+    /// claiming nothing).
+    pub fn recent_from(&self, mailbox: MailboxId) -> Result<Uid, Error> {
+        Ok(self
+            .mailbox_by_id(mailbox)?
+            .map_or(1, |m| m.recent_from.max(1)))
+    }
+
+    /// Every stored header block of a mailbox in one buffer: the buffer, and each
+    /// message's UID (ascending) with its block's range in it. Header searches read
+    /// this instead of a row per message.
+    #[allow(clippy::type_complexity)]
+    pub fn header_blocks(
+        &self,
+        mailbox: MailboxId,
+    ) -> Result<(Vec<u8>, Vec<(Uid, std::ops::Range<usize>)>), Error> {
+        self.read(|txn| {
+            let table = txn.open_table(crate::tables::HEADERS)?;
+            let mut arena = Vec::new();
+            let mut index = Vec::new();
+            for entry in table.range((mailbox, 0)..=(mailbox, Uid::MAX))? {
+                let (k, v) = entry?;
+                let start = arena.len();
+                arena.extend_from_slice(v.value());
+                index.push((k.value().1, start..arena.len()));
             }
-            Ok(first)
+            Ok((arena, index))
+        })
+    }
+
+    /// A mailbox and all its messages (ascending UID), read together; `None` if it no
+    /// longer exists.
+    pub fn mailbox_state(
+        &self,
+        mailbox: MailboxId,
+    ) -> Result<Option<(crate::Mailbox, Vec<MessageMeta>)>, Error> {
+        self.read(|txn| {
+            let Some(m) = crate::decode_opt::<crate::Mailbox>(
+                "a mailbox",
+                txn.open_table(crate::tables::MAILBOXES)?.get(mailbox)?,
+            )?
+            else {
+                return Ok(None);
+            };
+            let messages = txn.open_table(crate::tables::MESSAGES)?;
+            let mut out = Vec::new();
+            for entry in messages.range((mailbox, 0)..=(mailbox, Uid::MAX))? {
+                out.push(decode("a message", entry?.1.value())?);
+            }
+            Ok(Some((m, out)))
+        })
+    }
+
+    /// A mailbox and what changed in it after MODSEQ `since` (as
+    /// [`Store::changes_since`]), read together so the mailbox's HIGHESTMODSEQ and
+    /// UIDNEXT describe exactly those changes; `None` if it no longer exists.
+    #[allow(clippy::type_complexity)]
+    pub fn mailbox_changes(
+        &self,
+        mailbox: MailboxId,
+        since: crate::ModSeq,
+    ) -> Result<Option<(crate::Mailbox, Vec<MessageMeta>, Vec<Uid>)>, Error> {
+        self.read(|txn| {
+            let Some(m) = crate::decode_opt::<crate::Mailbox>(
+                "a mailbox",
+                txn.open_table(crate::tables::MAILBOXES)?.get(mailbox)?,
+            )?
+            else {
+                return Ok(None);
+            };
+            if m.highest_modseq <= since {
+                return Ok(Some((m, Vec::new(), Vec::new())));
+            }
+            let (changed, expunged) = crate::message::changes_in(txn, mailbox, since)?;
+            Ok(Some((m, changed, expunged)))
         })
     }
 }
@@ -555,82 +450,5 @@ mod tests {
             )
             .unwrap();
         assert_eq!(h(dst.id, many[0].uid).unwrap(), b"Subject: m\r\n\r\n");
-    }
-
-    #[test]
-    fn copy_and_move_keep_flags_and_bodies() {
-        let (_dir, store, alice) = test_util::store_with_alice();
-        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
-        let dst = store.create_mailbox(alice.id, "Dst", None).unwrap();
-        let u1 = append(&store, inbox.id, "one\r\n", &["\\Flagged"]);
-        let u2 = append(&store, inbox.id, "two\r\n", &[]);
-        let pairs = store
-            .copy_messages(inbox.id, &[u1, u2, 99], dst.id)
-            .unwrap();
-        assert_eq!(pairs, vec![(u1, 1), (u2, 2)]);
-        let copied = store.messages(dst.id).unwrap();
-        assert_eq!(copied[0].flags, vec!["\\Flagged".to_string()]);
-        assert_ne!(copied[0].blob, store.messages(inbox.id).unwrap()[0].blob);
-        let used = store.account_by_id(alice.id).unwrap().unwrap().used_bytes;
-        let pairs = store.move_messages(inbox.id, &[u2], dst.id).unwrap();
-        assert_eq!(pairs, vec![(u2, 3)]);
-        assert_eq!(store.messages(inbox.id).unwrap().len(), 1);
-        let moved = store.message(dst.id, 3).unwrap().unwrap();
-        assert_eq!(store.read_body(&moved).unwrap(), b"two\r\n");
-        assert_eq!(
-            store.account_by_id(alice.id).unwrap().unwrap().used_bytes,
-            used
-        );
-        assert_eq!(store.expunged_since(inbox.id, 0).unwrap(), vec![u2]);
-    }
-
-    #[test]
-    fn flags_in_bulk_with_an_unchangedsince_guard_and_recent_claims() {
-        let (_dir, store, alice) = test_util::store_with_alice();
-        let inbox = store.mailbox(alice.id, "INBOX").unwrap().unwrap();
-        let u1 = append(&store, inbox.id, "one\r\n", &[]);
-        let u2 = append(&store, inbox.id, "two\r\n", &[]);
-        let before = store
-            .mailbox_by_id(inbox.id)
-            .unwrap()
-            .unwrap()
-            .highest_modseq;
-        let out = store
-            .update_flags(
-                inbox.id,
-                &[FlagUpdate {
-                    uid: u1,
-                    flags: vec!["\\Seen".into()],
-                }],
-                None,
-            )
-            .unwrap();
-        assert_eq!(out.changed.len(), 1);
-        assert!(out.changed[0].modseq > before);
-        let guard = out.changed[0].modseq - 1;
-        let out = store
-            .update_flags(
-                inbox.id,
-                &[
-                    FlagUpdate {
-                        uid: u1,
-                        flags: vec![],
-                    },
-                    FlagUpdate {
-                        uid: u2,
-                        flags: vec!["$Work".into()],
-                    },
-                ],
-                Some(guard),
-            )
-            .unwrap();
-        assert_eq!(out.modified, vec![u1]);
-        assert_eq!(out.changed.len(), 1);
-        assert_eq!(out.changed[0].uid, u2);
-        // \Recent: the first claimer gets both messages, the next none.
-        assert_eq!(store.claim_recent(inbox.id).unwrap(), 1);
-        assert_eq!(store.claim_recent(inbox.id).unwrap(), 3);
-        let u3 = append(&store, inbox.id, "three\r\n", &[]);
-        assert_eq!(store.claim_recent(inbox.id).unwrap(), u3);
     }
 }

@@ -24,16 +24,20 @@ mod batch;
 mod blob;
 mod body;
 mod changes;
+mod copy;
 mod directory;
 pub mod firewall;
+mod flags;
 mod imap_ops;
 mod keys;
+mod limbo;
 pub mod login;
 mod mailbox;
 mod message;
 mod queue;
 mod sieve;
 mod sts;
+mod subscriptions;
 mod tokens;
 
 use std::fs;
@@ -56,8 +60,9 @@ pub use batch::{Appended, Batch, Committed, Once};
 pub use body::{Body, Spooled};
 pub use changes::Change;
 pub use directory::{Account, Alias, Domain, normalize_address, normalize_domain};
-pub use imap_ops::{FlagUpdate, FlagsOutcome};
+pub use flags::{FlagChange, FlagsOutcome};
 pub use keys::DkimKey;
+pub use limbo::ExpungeHold;
 pub use mailbox::{DELIMITER, INBOX, Mailbox, Role, normalize_mailbox_name};
 pub use message::{MessageMeta, header_block, normalize_flags};
 pub use queue::{LocalTarget, NewQueued, QueueId, QueuedMessage, QueuedRecipient, RecipientState};
@@ -75,7 +80,7 @@ pub type Uid = u32;
 pub type ModSeq = u64;
 
 /// The schema version this build reads and writes, kept in the `meta` table.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The file name of the redb index inside the data directory.
 pub const INDEX_FILE: &str = "store.redb";
@@ -132,6 +137,10 @@ pub enum Error {
     /// A counter ran out (UIDs of a mailbox, UIDVALIDITY values); the text says which.
     #[error("{0} is exhausted")]
     Exhausted(String),
+    /// Messages an operation names were expunged meanwhile; nothing was done. The text
+    /// names them.
+    #[error("{0} no longer exist")]
+    Expunged(String),
     /// The store was written by a newer Postern.
     #[error(
         "store schema version {found} is newer than this postern supports ({supported}): upgrade postern"
@@ -233,6 +242,11 @@ pub(crate) mod tables {
     /// (account id, id) -> unix milliseconds when it expires: the vacation replies sent
     /// (RFC 5230 §4.2) and the `duplicate` ids (RFC 7352) of the account's scripts.
     pub const SIEVE_SEEN: TableDefinition<(u64, &str), u64> = TableDefinition::new("sieve_seen");
+    /// (account id, mailbox name) -> 0: the account's subscriptions (RFC 3501 §6.3.6),
+    /// which may name mailboxes that no longer exist. Added in schema 3 (from the
+    /// mailboxes' former `subscribed` field).
+    pub const SUBSCRIPTIONS: TableDefinition<(u64, &str), u8> =
+        TableDefinition::new("subscriptions");
     /// App name -> JSON [`crate::App`], the web applications behind the HTTPS front.
     pub const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
     /// Network (CIDR text) -> JSON [`crate::firewall::Block`], the admin's blocks.
@@ -265,6 +279,8 @@ pub struct Store {
     refusals: audit::Refusals,
     /// Held by the commit that commits the queued ones (the group-commit leader).
     commit_lock: std::sync::Mutex<()>,
+    /// Messages removed while IMAP sessions may still show them (RFC 2180 §4.1.1).
+    limbo: limbo::Limbo,
 }
 
 impl std::fmt::Debug for Store {
@@ -315,6 +331,7 @@ impl Store {
             commit_queue: std::sync::Mutex::new(Vec::new()),
             refusals: audit::Refusals::default(),
             commit_lock: std::sync::Mutex::new(()),
+            limbo: limbo::Limbo::default(),
         })
     }
 
@@ -381,11 +398,17 @@ fn init_schema(db: &Database) -> Result<(), Error> {
             Some(0) => {
                 return Err(Error::Corrupt("the schema version is 0".into()));
             }
-            Some(1) => {
-                // Schema 2 adds the CHANGES index: built from the messages and the
-                // expunge records in the same transaction that records version 2.
+            Some(v) if v < SCHEMA_VERSION => {
+                // Each upgrade in the same transaction that records the new version.
                 drop(meta);
-                build_changes_index(&txn)?;
+                if v < 2 {
+                    // Schema 2 adds the CHANGES index, from the messages and expunges.
+                    build_changes_index(&txn)?;
+                }
+                if v < 3 {
+                    // Schema 3 keeps subscriptions apart from the mailboxes.
+                    move_subscriptions(&txn)?;
+                }
                 txn.open_table(tables::META)?
                     .insert(SCHEMA_KEY, SCHEMA_VERSION)?;
             }
@@ -410,6 +433,7 @@ fn init_schema(db: &Database) -> Result<(), Error> {
     txn.open_table(tables::SIEVE_SCRIPTS)?;
     txn.open_table(tables::SIEVE_ACTIVE)?;
     txn.open_table(tables::SIEVE_SEEN)?;
+    txn.open_table(tables::SUBSCRIPTIONS)?;
     txn.open_table(tables::APPS)?;
     txn.open_table(tables::FW_BLOCKS)?;
     txn.open_table(tables::FW_LISTS)?;
@@ -433,6 +457,25 @@ fn build_changes_index(txn: &WriteTransaction) -> Result<(), Error> {
         let (k, v) = entry?;
         let (mailbox, uid) = k.value();
         changes.insert((mailbox, v.value(), uid), 1)?;
+    }
+    Ok(())
+}
+
+/// Fills SUBSCRIPTIONS from the mailboxes' `subscribed` field (migration to schema 3).
+fn move_subscriptions(txn: &WriteTransaction) -> Result<(), Error> {
+    let mut subscribed = Vec::new();
+    for entry in txn.open_table(tables::MAILBOXES)?.iter()? {
+        let (_, v) = entry?;
+        let m: serde_json::Value = decode("a mailbox", v.value())?;
+        if m["subscribed"].as_bool().unwrap_or(true)
+            && let (Some(account), Some(name)) = (m["account"].as_u64(), m["name"].as_str())
+        {
+            subscribed.push((account, name.to_string()));
+        }
+    }
+    let mut table = txn.open_table(tables::SUBSCRIPTIONS)?;
+    for (account, name) in subscribed {
+        table.insert((account, name.as_str()), 0)?;
     }
     Ok(())
 }

@@ -84,9 +84,6 @@ pub struct Mailbox {
     pub uid_next: Uid,
     /// HIGHESTMODSEQ (RFC 7162 §3.1.1): the MODSEQ of the latest change to the mailbox.
     pub highest_modseq: ModSeq,
-    /// Whether the mailbox is subscribed (RFC 3501 §6.3.6).
-    #[serde(default)]
-    pub subscribed: bool,
     /// The lowest UID no session has claimed as `\Recent` yet (RFC 3501 §2.3.2).
     #[serde(default)]
     pub recent_from: Uid,
@@ -180,11 +177,11 @@ pub(crate) fn insert_mailbox(
         uid_validity: next_uid_validity(txn)?,
         uid_next: 1,
         highest_modseq: 1,
-        subscribed: true,
         recent_from: 1,
     };
     names.insert((account, mailbox.name.as_str()), mailbox.id)?;
     save_mailbox(txn, &mailbox)?;
+    crate::subscriptions::subscribe_in(txn, account, &mailbox.name)?;
     Ok(mailbox)
 }
 
@@ -222,8 +219,9 @@ pub(crate) fn account_mailbox_ids(
 pub(crate) struct Removed {
     /// The owning account.
     pub account: AccountId,
-    /// The bodies to delete once the removal is committed.
-    pub blobs: Vec<String>,
+    /// The messages' last index entries, whose bodies go once the removal is
+    /// committed (see [`crate::limbo`]).
+    pub metas: Vec<MessageMeta>,
     /// Their total size, to take off the account's used bytes.
     pub bytes: u64,
 }
@@ -236,7 +234,7 @@ pub(crate) fn remove_mailbox(txn: &WriteTransaction, id: MailboxId) -> Result<Re
         .remove((mailbox.account, mailbox.name.as_str()))?;
     let mut removed = Removed {
         account: mailbox.account,
-        blobs: Vec::new(),
+        metas: Vec::new(),
         bytes: 0,
     };
     let mut messages = txn.open_table(MESSAGES)?;
@@ -246,7 +244,7 @@ pub(crate) fn remove_mailbox(txn: &WriteTransaction, id: MailboxId) -> Result<Re
         let meta: MessageMeta = decode("a message", v.value())?;
         uids.push(k.value().1);
         removed.bytes = removed.bytes.saturating_add(meta.size);
-        removed.blobs.push(meta.blob);
+        removed.metas.push(meta);
     }
     for uid in uids {
         messages.remove((id, uid))?;
@@ -363,21 +361,10 @@ impl Store {
         Ok(mailbox)
     }
 
-    /// Subscribes or unsubscribes a mailbox (RFC 3501 §6.3.6, §6.3.7).
-    pub fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<(), Error> {
-        self.write(|txn| {
-            let mut m = load_mailbox(txn, mailbox)?;
-            m.subscribed = subscribed;
-            save_mailbox(txn, &m)
-        })?;
-        self.notify(Change::Directory);
-        Ok(())
-    }
-
     /// Deletes a mailbox with its messages (RFC 3501 §6.3.4), freeing their quota; INBOX
     /// cannot be deleted.
     pub fn delete_mailbox(&self, mailbox: MailboxId) -> Result<(), Error> {
-        let blobs = self.write(|txn| {
+        let metas = self.write(|txn| {
             if load_mailbox(txn, mailbox)?.name == INBOX {
                 return Err(Error::Invalid(
                     "INBOX cannot be deleted (RFC 3501 §6.3.4)".into(),
@@ -387,9 +374,10 @@ impl Store {
             let mut account = directory::load_account(txn, removed.account)?;
             account.used_bytes = account.used_bytes.saturating_sub(removed.bytes);
             directory::save_account(txn, &account)?;
-            Ok(removed.blobs)
+            Ok(removed.metas)
         })?;
-        self.blobs.remove_all(&blobs);
+        let unlink = self.limbo.retire(mailbox, ModSeq::MAX, metas, true);
+        self.blobs.remove_all(&unlink);
         self.notify(Change::Directory);
         Ok(())
     }
@@ -418,7 +406,7 @@ mod tests {
             ]
         );
         for m in &boxes {
-            assert_eq!((m.uid_next, m.account, m.subscribed), (1, alice.id, true));
+            assert_eq!((m.uid_next, m.account), (1, alice.id));
         }
         assert_eq!(Role::Sent.special_use(), Some("\\Sent"));
         assert_eq!(Role::Inbox.special_use(), None);
@@ -498,8 +486,6 @@ mod tests {
             Err(Error::Invalid(_))
         ));
         let trash = store.mailbox(alice.id, "Trash").unwrap().unwrap();
-        store.set_subscribed(trash.id, false).unwrap();
-        assert!(!store.mailbox_by_id(trash.id).unwrap().unwrap().subscribed);
         store
             .append(trash.id, b"x", &[], SystemTime::now())
             .unwrap();

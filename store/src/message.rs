@@ -43,12 +43,14 @@ const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted
 /// canonicalises system flags and removes case-insensitive duplicates.
 ///
 /// RFC 3501 §9: `flag-keyword = atom`, `flag-extension = "\" atom`; an atom holds no
-/// atom-specials (`(){ %*"\]`, space, controls) and only 7-bit characters.
+/// atom-specials (`(){ %*"\]`, space, controls) and only 7-bit characters. `NIL` is
+/// refused too: in a flag list it reads as nil, not as a keyword.
 pub fn normalize_flags(flags: &[String]) -> Result<Vec<String>, Error> {
     let mut out: Vec<String> = Vec::with_capacity(flags.len());
     for flag in flags {
         let atom = flag.strip_prefix('\\').unwrap_or(flag);
         let valid = !atom.is_empty()
+            && !flag.eq_ignore_ascii_case("NIL")
             && atom
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
@@ -138,6 +140,34 @@ pub(crate) fn move_header(
     Ok(())
 }
 
+/// What changed in a mailbox after MODSEQ `since`, read in `txn` (see
+/// [`Store::changes_since`]).
+pub(crate) fn changes_in(
+    txn: &redb::ReadTransaction,
+    mailbox: MailboxId,
+    since: ModSeq,
+) -> Result<(Vec<MessageMeta>, Vec<Uid>), Error> {
+    let changes = txn.open_table(CHANGES)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let mut changed = Vec::new();
+    let mut expunged = Vec::new();
+    let start = since.saturating_add(1);
+    for entry in changes.range((mailbox, start, 0)..=(mailbox, ModSeq::MAX, Uid::MAX))? {
+        let (k, kind) = entry?;
+        let (_, _, uid) = k.value();
+        if kind.value() == EXPUNGED_MARK {
+            expunged.push(uid);
+        } else if let Some(meta) =
+            decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
+        {
+            changed.push(meta);
+        }
+    }
+    changed.sort_by_key(|m| m.uid);
+    expunged.sort_unstable();
+    Ok((changed, expunged))
+}
+
 /// CHANGES values.
 const CHANGED: u8 = 0;
 const EXPUNGED_MARK: u8 = 1;
@@ -196,8 +226,9 @@ pub(crate) fn stage_append(
 pub(crate) struct Expunged {
     /// The UIDs removed, ascending.
     pub removed: Vec<Uid>,
-    /// Their body files, for the caller to delete after the commit (or keep, on a move).
-    pub blobs: Vec<String>,
+    /// Their last index entries, for the caller to retire after the commit (their body
+    /// files deleted, or kept on a move; see [`crate::limbo`]).
+    pub metas: Vec<MessageMeta>,
     /// The MODSEQ of the expunge (the mailbox's highest if nothing was removed).
     pub modseq: ModSeq,
 }
@@ -214,7 +245,7 @@ pub(crate) fn expunge_in(
     uids.dedup();
     let mut mbox = load_mailbox(txn, mailbox)?;
     let mut removed = Vec::new();
-    let mut blobs = Vec::new();
+    let mut metas = Vec::new();
     let mut bytes = 0u64;
     {
         let mut messages = txn.open_table(MESSAGES)?;
@@ -228,13 +259,13 @@ pub(crate) fn expunge_in(
             txn.open_table(HEADERS)?.remove((mailbox, uid))?;
             removed.push(uid);
             bytes = bytes.saturating_add(meta.size);
-            blobs.push(meta.blob);
+            metas.push(meta);
         }
     }
     if removed.is_empty() {
         return Ok(Expunged {
             removed,
-            blobs,
+            metas,
             modseq: mbox.highest_modseq,
         });
     }
@@ -253,7 +284,7 @@ pub(crate) fn expunge_in(
     save_account(txn, &account)?;
     Ok(Expunged {
         removed,
-        blobs,
+        metas,
         modseq,
     })
 }
@@ -311,6 +342,27 @@ impl Store {
         })
     }
 
+    /// Opens a message's body for reading in parts (a FETCH streams it instead of
+    /// holding it whole). [`Error::Corrupt`] if the index references a missing body or
+    /// one of another size.
+    pub fn open_body(&self, msg: &MessageMeta) -> Result<std::fs::File, Error> {
+        let missing = || {
+            Error::Corrupt(format!(
+                "the body of the message with UID {} in mailbox {} (blob {}) is missing",
+                msg.uid, msg.mailbox, msg.blob
+            ))
+        };
+        let (file, path) = self.blobs.open_body(&msg.blob)?.ok_or_else(missing)?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len != msg.size {
+            return Err(Error::Corrupt(format!(
+                "the body of the message with UID {} in mailbox {} has {len} octets, the index says {}",
+                msg.uid, msg.mailbox, msg.size
+            )));
+        }
+        Ok(file)
+    }
+
     /// Replaces a message's flags and gives it the mailbox's next MODSEQ (RFC 7162 §3.1).
     /// [`Error::NotFound`] if there is no such message.
     pub fn set_flags(
@@ -343,12 +395,59 @@ impl Store {
     ///
     /// The expunge takes one new MODSEQ, recorded per UID for QRESYNC (RFC 7162 §3.2.10).
     pub fn expunge(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>, Error> {
-        let (expunged, account) = self.write(|txn| {
-            let e = expunge_in(txn, mailbox, uids)?;
-            Ok((e, load_mailbox(txn, mailbox)?.account))
-        })?;
+        self.expunge_if(mailbox, uids, |_| true)
+    }
+
+    /// EXPUNGE (RFC 3501 §6.4.3): removes those of `uids` that carry `\Deleted` at the
+    /// moment of the removal, their flags read in the same write transaction (so a
+    /// message whose `\Deleted` another session just cleared stays). Returns the UIDs
+    /// removed, ascending.
+    pub fn expunge_deleted(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>, Error> {
+        self.expunge_if(mailbox, uids, |m| m.flags.iter().any(|f| f == "\\Deleted"))
+    }
+
+    fn expunge_if(
+        &self,
+        mailbox: MailboxId,
+        uids: &[Uid],
+        keep_unless: impl Fn(&MessageMeta) -> bool,
+    ) -> Result<Vec<Uid>, Error> {
+        let mut staged = None;
+        let result = self.write(|txn| {
+            let mut chosen = Vec::with_capacity(uids.len());
+            {
+                let messages = txn.open_table(MESSAGES)?;
+                for &uid in uids {
+                    if let Some(meta) =
+                        decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
+                        && keep_unless(&meta)
+                    {
+                        chosen.push(uid);
+                    }
+                }
+            }
+            let e = expunge_in(txn, mailbox, &chosen)?;
+            let account = load_mailbox(txn, mailbox)?.account;
+            // Last before the commit: sessions showing them keep reading them.
+            let held = self.limbo.stage(mailbox, e.modseq, &e.metas);
+            staged = Some((e.modseq, e.metas.clone(), held));
+            Ok((e, account))
+        });
+        let (expunged, account) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some((modseq, metas, true)) = staged {
+                    self.limbo.abort(mailbox, modseq, &metas);
+                }
+                return Err(e);
+            }
+        };
+        let held = staged.is_some_and(|(_, _, held)| held);
         if !expunged.removed.is_empty() {
-            self.blobs.remove_all(&expunged.blobs);
+            let unlink = self
+                .limbo
+                .settle(mailbox, expunged.modseq, expunged.metas, held, true);
+            self.blobs.remove_all(&unlink);
             self.notify(Change::Mailbox {
                 account,
                 mailbox,
@@ -379,27 +478,7 @@ impl Store {
         mailbox: MailboxId,
         since: ModSeq,
     ) -> Result<(Vec<MessageMeta>, Vec<Uid>), Error> {
-        self.read(|txn| {
-            let changes = txn.open_table(CHANGES)?;
-            let messages = txn.open_table(MESSAGES)?;
-            let mut changed = Vec::new();
-            let mut expunged = Vec::new();
-            let start = since.saturating_add(1);
-            for entry in changes.range((mailbox, start, 0)..=(mailbox, ModSeq::MAX, Uid::MAX))? {
-                let (k, kind) = entry?;
-                let (_, _, uid) = k.value();
-                if kind.value() == EXPUNGED_MARK {
-                    expunged.push(uid);
-                } else if let Some(meta) =
-                    decode_opt::<MessageMeta>("a message", messages.get((mailbox, uid))?)?
-                {
-                    changed.push(meta);
-                }
-            }
-            changed.sort_by_key(|m| m.uid);
-            expunged.sort_unstable();
-            Ok((changed, expunged))
-        })
+        self.read(|txn| changes_in(txn, mailbox, since))
     }
 
     /// The UIDs expunged from a mailbox with a MODSEQ above `since`, ascending, for
@@ -440,7 +519,7 @@ impl Store {
         referenced.extend(self.queued_blobs()?);
         let mut swept = 0;
         for id in self.blobs.list()? {
-            if !referenced.contains(&id) {
+            if !referenced.contains(&id) && !self.limbo.holds_body(&id) {
                 self.blobs.remove(&id)?;
                 swept += 1;
             }
@@ -544,7 +623,7 @@ mod tests {
             store.set_flags(inbox.id, 99, &[]),
             Err(Error::NotFound(_))
         ));
-        for bad in ["", "\\", "a b", "(x)", "x*", "caf\u{e9}"] {
+        for bad in ["", "\\", "a b", "(x)", "x*", "caf\u{e9}", "NIL", "nil"] {
             assert!(
                 matches!(
                     store.set_flags(inbox.id, m.uid, &flags(&[bad])),

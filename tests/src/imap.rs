@@ -78,8 +78,10 @@ def raw_session():
         while True:
             l = f.readline().decode()
             assert l, ("connection closed", cmd, got)
-            m = re.search(r"\{(\d+)\}\r\n$", l)
-            if m:
+            while True:
+                m = re.search(r"\{(\d+)\}\r\n$", l)
+                if not m:
+                    break
                 l += f.read(int(m.group(1))).decode() + f.readline().decode()
             got.append(l.rstrip("\r\n"))
             if l.startswith(tag + " "):

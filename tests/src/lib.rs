@@ -5,6 +5,8 @@ pub mod ca;
 pub mod dns;
 pub mod harness;
 pub mod imap;
+pub mod imap_stress;
+pub mod imap_wire;
 pub mod netns;
 pub mod postfix;
 pub mod sieve;

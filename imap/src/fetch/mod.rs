@@ -3,10 +3,16 @@
 //! mail-parser's MIME tree and the raw octets (sizes and sections are always the
 //! octets as stored, never decoded text).
 
-use mail_parser::{Address, HeaderName, Message, MessagePart, MimeHeaders};
+use mail_parser::{Message, MessagePart, MimeHeaders};
 use message::{Mime, PartId};
 
 use crate::resp;
+
+pub mod envelope;
+pub mod job;
+pub mod section;
+
+pub use envelope::envelope;
 
 /// The header lines of `header_block` whose names are (`not`: are not) in `names`,
 /// folded lines kept, then the blank line (RFC 3501 HEADER.FIELDS[.NOT]).
@@ -29,127 +35,6 @@ pub fn header_fields(header_block: &[u8], names: &[String], not: bool) -> Vec<u8
     }
     out.extend_from_slice(b"\r\n");
     out
-}
-
-/// The RFC 3501 ENVELOPE of a message.
-pub fn envelope(msg: &Message<'_>, out: &mut Vec<u8>) {
-    out.push(b'(');
-    raw_field(msg, HeaderName::Date, out);
-    out.push(b' ');
-    raw_field(msg, HeaderName::Subject, out);
-    let from = msg.from();
-    for (i, list) in [
-        from,
-        msg.sender().or(from),
-        msg.reply_to().or(from),
-        msg.to(),
-        msg.cc(),
-        msg.bcc(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let _ = i;
-        out.push(b' ');
-        addresses(list, out);
-    }
-    out.push(b' ');
-    raw_field(msg, HeaderName::InReplyTo, out);
-    out.push(b' ');
-    raw_field(msg, HeaderName::MessageId, out);
-    out.push(b')');
-}
-
-/// A header's raw value, unfolded and trimmed, or NIL.
-fn raw_field(msg: &Message<'_>, name: HeaderName<'_>, out: &mut Vec<u8>) {
-    match msg.header_raw(name) {
-        Some(v) => {
-            let unfolded: String = v.replace("\r\n", "").replace('\n', "");
-            let trimmed = unfolded.trim();
-            if trimmed.is_empty() {
-                out.extend_from_slice(b"NIL");
-            } else {
-                resp::string(out, trimmed.as_bytes());
-            }
-        }
-        None => out.extend_from_slice(b"NIL"),
-    }
-}
-
-/// An RFC 2047 encoded word for a non-ASCII display name, so that the envelope
-/// carries what the header would (names are decoded by mail-parser).
-fn encoded_name(name: &str) -> Vec<u8> {
-    if name.is_ascii() {
-        name.as_bytes().to_vec()
-    } else {
-        use base64::Engine;
-        format!(
-            "=?utf-8?b?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
-        )
-        .into_bytes()
-    }
-}
-
-fn address(name: Option<&str>, email: Option<&str>, out: &mut Vec<u8>) {
-    out.push(b'(');
-    resp::nstring(out, name.map(encoded_name).as_deref());
-    out.extend_from_slice(b" NIL ");
-    match email.and_then(|e| e.rsplit_once('@')) {
-        Some((local, host)) => {
-            resp::string(out, local.as_bytes());
-            out.push(b' ');
-            resp::string(out, host.as_bytes());
-        }
-        None => {
-            resp::nstring(out, email.map(str::as_bytes));
-            out.extend_from_slice(b" NIL");
-        }
-    }
-    out.push(b')');
-}
-
-fn addresses(list: Option<&Address<'_>>, out: &mut Vec<u8>) {
-    let Some(list) = list else {
-        out.extend_from_slice(b"NIL");
-        return;
-    };
-    let mut inner = Vec::new();
-    match list {
-        Address::List(addrs) => {
-            for a in addrs {
-                address(a.name.as_deref(), a.address.as_deref(), &mut inner);
-            }
-        }
-        Address::Group(groups) => {
-            for g in groups {
-                match &g.name {
-                    // RFC 3501 §7.4.2: a group is (NIL NIL "name" NIL) ... (NIL NIL NIL NIL).
-                    Some(name) => {
-                        inner.extend_from_slice(b"(NIL NIL ");
-                        resp::string(&mut inner, name.as_bytes());
-                        inner.extend_from_slice(b" NIL)");
-                        for a in &g.addresses {
-                            address(a.name.as_deref(), a.address.as_deref(), &mut inner);
-                        }
-                        inner.extend_from_slice(b"(NIL NIL NIL NIL)");
-                    }
-                    None => {
-                        for a in &g.addresses {
-                            address(a.name.as_deref(), a.address.as_deref(), &mut inner);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if inner.is_empty() {
-        out.extend_from_slice(b"NIL");
-    } else {
-        out.push(b'(');
-        out.extend_from_slice(&inner);
-        out.push(b')');
-    }
 }
 
 /// BODY (`extended` false) or BODYSTRUCTURE (`extended` true) of the message at
@@ -219,10 +104,7 @@ pub fn structure(mime: &Mime<'_>, id: PartId, extended: bool, out: &mut Vec<u8>)
         match mime.embedded(id) {
             Some(inner) => {
                 out.push(b' ');
-                match mime.headers(inner) {
-                    Some(h) => envelope(&h, out),
-                    None => empty_envelope(out),
-                }
+                envelope(mime.header(inner), out);
                 out.push(b' ');
                 structure(mime, inner, extended, out);
             }

@@ -1,7 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::op::fetch::{parse, section_bytes};
+use crate::fetch::section::section_bytes;
+use message::Mime;
+
+fn parse(raw: &[u8]) -> Mime<'_> {
+    Mime::parse(raw)
+}
 
 const MULTIPART: &[u8] = b"Date: Fri, 27 Nov 2026 04:17:22 +0000\r\n\
 From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\n\
@@ -62,14 +67,14 @@ fn bodystructure_of_a_multipart_with_an_attachment_and_a_message() {
 fn envelope_keeps_encoded_words_and_splits_addresses() {
     let msg = parse(MULTIPART);
     let mut out = Vec::new();
-    envelope(&msg.headers(0).unwrap(), &mut out);
+    envelope(msg.header(0), &mut out);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text,
         "(\"Fri, 27 Nov 2026 04:17:22 +0000\" \"=?utf-8?q?Gr=C3=BC=C3=9Fe?= and a file\" \
-((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\")) \
-((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\")) \
-((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.org\")) \
+((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jorg\" \"example.org\")) \
+((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jorg\" \"example.org\")) \
+((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"jorg\" \"example.org\")) \
 ((NIL NIL \"alice\" \"example.org\")(\"Bob B.\" NIL \"bob\" \"example.org\")) NIL NIL NIL \"<m1@example.org>\")"
     );
 }
@@ -94,7 +99,8 @@ fn sections_by_part_number() {
         let MessageDataItemName::BodyExt { section, .. } = &items[0] else {
             unreachable!()
         };
-        section_bytes(&msg, section.as_ref()).map(|b| String::from_utf8(b).unwrap())
+        section_bytes(&msg, section.as_ref())
+            .map(|b| String::from_utf8(b.bytes().to_vec()).unwrap())
     };
     assert_eq!(section("").unwrap().len(), MULTIPART.len());
     assert_eq!(section("1").unwrap(), "Hallo J=C3=B6rg,\r\ntwo lines.");
@@ -123,7 +129,7 @@ fn sections_by_part_number() {
     assert_eq!(section("1.2"), None);
     // A single-part message: its body is part 1.
     let single = parse(b"Subject: x\r\n\r\nbody\r\n");
-    let bytes = section_bytes(&single, None).unwrap();
+    let bytes = section_bytes(&single, None).unwrap().bytes().to_vec();
     assert_eq!(bytes.len(), 20);
     assert_eq!(single.body(single.resolve(&[1]).unwrap()), b"body\r\n");
 }

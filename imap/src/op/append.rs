@@ -40,6 +40,9 @@ pub fn run(
         Err(next) => return next,
     };
     let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    if let Some(bad) = not_a_flag(&flags) {
+        return core.bad(out, tag, &bad);
+    }
     let internal_date = date.map_or_else(SystemTime::now, |d| SystemTime::from(*d.as_ref()));
     match core.store.append(mbox.id, body, &flags, internal_date) {
         Ok(meta) => {
@@ -48,4 +51,13 @@ pub fn run(
         }
         Err(e) => core.store_failed(out, tag, &e),
     }
+}
+
+/// Why a flag list the codec took is not one: `NIL` is nil in a flag list, not a
+/// keyword (RFC 3501 §9 `flag-list`), so it is refused rather than stored.
+pub fn not_a_flag(flags: &[String]) -> Option<String> {
+    flags
+        .iter()
+        .find(|f| f.eq_ignore_ascii_case("NIL"))
+        .map(|f| format!("{f} is not a flag: the flag list holds a nil"))
 }

@@ -41,9 +41,7 @@ pub fn run(
     let uids: Vec<store::Uid> = resolved
         .indexes
         .iter()
-        .map(|&i| &sel.messages[i])
-        .filter(|m| !m.gone)
-        .map(|m| m.uid)
+        .map(|&i| sel.messages[i].uid)
         .collect();
     let source = sel.id;
     if uids.is_empty() {
@@ -61,6 +59,15 @@ pub fn run(
     };
     let pairs = match result {
         Ok(p) => p,
+        // RFC 2180 §4.4.1: nothing copied; the EXPUNGEs come with this answer.
+        Err(store::Error::Expunged(_)) => {
+            return core.no(
+                out,
+                tag,
+                Some("EXPUNGEISSUED"),
+                "Some of the messages were expunged: nothing was copied",
+            );
+        }
         Err(e) => return core.store_failed(out, tag, &e),
     };
     let code = copyuid(target.uid_validity, &pairs);

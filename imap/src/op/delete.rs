@@ -1,5 +1,6 @@
 //! DELETE (RFC 3501 §6.3.4): not INBOX; a mailbox with inferiors is refused here (we
-//! keep no \Noselect placeholders), as the RFC allows.
+//! keep no \Noselect placeholders), as the RFC allows, with HASCHILDREN (RFC 9051
+//! §6.3.4, §7.1).
 
 use imap_types::mailbox::Mailbox as ImapMailbox;
 
@@ -29,7 +30,7 @@ pub fn run(core: &mut Core, tag: &str, mailbox: &ImapMailbox<'_>, out: &mut Vec<
         return core.no(
             out,
             tag,
-            Some("INUSE"),
+            Some("HASCHILDREN"),
             "The mailbox has inferior mailboxes: delete them first",
         );
     }
@@ -37,7 +38,10 @@ pub fn run(core: &mut Core, tag: &str, mailbox: &ImapMailbox<'_>, out: &mut Vec<
         core.selected = None;
     }
     match core.store.delete_mailbox(target.id) {
-        Ok(()) => core.ok(out, tag, None, "DELETE completed"),
+        Ok(()) => {
+            core.cache.forget(target.id);
+            core.ok(out, tag, None, "DELETE completed")
+        }
         Err(e) => core.store_failed(out, tag, &e),
     }
 }

@@ -33,12 +33,12 @@ pub fn run(core: &mut Core, tag: &str, uids: Option<&SequenceSet>, out: &mut Vec
     let deleted: Vec<store::Uid> = sel
         .messages
         .iter()
-        .filter(|m| !m.gone && m.flags.iter().any(|f| f == "\\Deleted"))
+        .filter(|m| !m.gone && m.flags.has_system(crate::flags::DELETED))
         .map(|m| m.uid)
         .filter(|u| allowed.as_ref().is_none_or(|a| a.binary_search(u).is_ok()))
         .collect();
     if !deleted.is_empty()
-        && let Err(e) = store.expunge(id, &deleted)
+        && let Err(e) = store.expunge_deleted(id, &deleted)
     {
         return core.store_failed(out, tag, &e);
     }

@@ -49,23 +49,49 @@ pub fn run(
         Ok(b) => b,
         Err(e) => return core.store_failed(out, tag, &e),
     };
-    // Every name with its attributes; superiors that are not mailboxes are \Noselect.
-    let mut names: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    let subscribed: BTreeSet<String> = match core.store.subscriptions(account.id) {
+        Ok(s) => s.into_iter().collect(),
+        Err(e) => return core.store_failed(out, tag, &e),
+    };
     let existing: BTreeSet<&str> = boxes.iter().map(|m| m.name.as_str()).collect();
-    for m in &boxes {
-        if lsub && !m.subscribed {
-            continue;
+    let special = |name: &str| {
+        boxes
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.role)
+            .and_then(|r| r.special_use())
+    };
+    let mut names: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    if lsub {
+        // RFC 3501 §6.3.9: the subscribed names (whether or not they exist); a
+        // superior that is not subscribed is listed \Noselect where the pattern's `%`
+        // stops at it and hides the subscribed name below.
+        for name in &subscribed {
+            names.insert(name.clone(), special(name).into_iter().collect());
         }
-        let mut attrs = Vec::new();
-        if let Some(special) = m.role.and_then(|r| r.special_use()) {
-            attrs.push(special);
+        for name in &subscribed {
+            if matches(&full, name) {
+                continue;
+            }
+            let levels: Vec<&str> = name.split(store::DELIMITER).collect();
+            for depth in 1..levels.len() {
+                let superior = levels[..depth].join("/");
+                if !subscribed.contains(&superior) && matches(&full, &superior) {
+                    names.insert(superior, vec!["\\Noselect"]);
+                }
+            }
         }
-        names.insert(m.name.clone(), attrs);
-        let levels: Vec<&str> = m.name.split(store::DELIMITER).collect();
-        for depth in 1..levels.len() {
-            let superior = levels[..depth].join("/");
-            if !existing.contains(superior.as_str()) {
-                names.entry(superior).or_insert_with(|| vec!["\\Noselect"]);
+    } else {
+        // Every mailbox with its attributes; superiors that are not mailboxes are
+        // \Noselect.
+        for m in &boxes {
+            names.insert(m.name.clone(), special(&m.name).into_iter().collect());
+            let levels: Vec<&str> = m.name.split(store::DELIMITER).collect();
+            for depth in 1..levels.len() {
+                let superior = levels[..depth].join("/");
+                if !existing.contains(superior.as_str()) {
+                    names.entry(superior).or_insert_with(|| vec!["\\Noselect"]);
+                }
             }
         }
     }

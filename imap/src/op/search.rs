@@ -1,6 +1,7 @@
 //! SEARCH and UID SEARCH (RFC 3501 §6.4.4): every search key, strings matched as
 //! case-insensitive substrings of the decoded text, CHARSET US-ASCII or UTF-8.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use imap_types::core::Charset;
@@ -19,7 +20,7 @@ struct Candidate<'a> {
     meta: Option<store::MessageMeta>,
     raw: Option<Vec<u8>>,
     /// The header block, from the store's header table when it has one.
-    header: Option<Vec<u8>>,
+    header: Option<Cow<'a, [u8]>>,
 }
 
 /// Runs SEARCH / UID SEARCH.
@@ -53,15 +54,20 @@ pub fn run(
         core.condstore = true;
     }
     // Header keys read the stored header blocks, all in one go, not the bodies.
-    let mut headers: Vec<Option<Vec<u8>>> = if criteria.iter().any(uses_headers) {
-        let uids: Vec<store::Uid> = sel.messages.iter().map(|m| m.uid).collect();
-        store.headers(sel.id, &uids).unwrap_or_default()
+    let (arena, index) = if criteria.iter().any(uses_headers) {
+        store.header_blocks(sel.id).unwrap_or_default()
     } else {
-        Vec::new()
+        Default::default()
     };
+    let mut rows = index.iter().peekable();
     let mut hits = Vec::new();
     let mut highest = 0;
     for (i, m) in sel.messages.iter().enumerate() {
+        // Both ascending by UID: the row of this message, if it has one.
+        while rows.next_if(|(u, _)| *u < m.uid).is_some() {}
+        let row = rows
+            .next_if(|(u, _)| *u == m.uid)
+            .and_then(|(_, r)| arena.get(r.clone()));
         if m.gone {
             continue;
         }
@@ -71,7 +77,7 @@ pub fn run(
             recent: sel.recent.contains(&m.uid),
             meta: None,
             raw: None,
-            header: headers.get_mut(i).and_then(Option::take),
+            header: row.map(Cow::Borrowed),
         };
         if criteria.iter().all(|k| matches(k, &mut c, sel, &store)) {
             hits.push(if uid { m.uid as usize } else { i + 1 });
@@ -112,7 +118,7 @@ fn uses_headers(k: &SearchKey<'_>) -> bool {
 fn header<'c>(c: &'c mut Candidate<'_>, sel: &Selected, store: &store::Store) -> Option<&'c [u8]> {
     if c.header.is_none() {
         let block = store::header_block(raw(c, sel, store)?).to_vec();
-        c.header = Some(block);
+        c.header = Some(Cow::Owned(block));
     }
     c.header.as_deref()
 }
@@ -143,8 +149,8 @@ fn mentions_modseq(k: &SearchKey<'_>) -> bool {
     }
 }
 
-fn has_flag(c: &Candidate<'_>, flag: &str) -> bool {
-    c.msg.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+fn has_flag(c: &Candidate<'_>, sel: &Selected, flag: &str) -> bool {
+    c.msg.flags.has(flag, &sel.keywords)
 }
 
 fn meta<'c>(
@@ -169,26 +175,6 @@ fn raw<'c>(c: &'c mut Candidate<'_>, sel: &Selected, store: &store::Store) -> Op
 fn contains(haystack: &str, needle: &[u8]) -> bool {
     let needle = String::from_utf8_lossy(needle).to_lowercase();
     haystack.to_lowercase().contains(&needle)
-}
-
-/// The decoded text of a header field (every occurrence), for substring matching.
-fn header_text(msg: &Message<'_>, name: &str) -> Option<String> {
-    let mut texts = Vec::new();
-    for h in msg
-        .root_part()
-        .headers
-        .iter()
-        .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
-    {
-        let raw = msg
-            .raw_message
-            .get(h.offset_start as usize..h.offset_end as usize)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default();
-        texts.push(raw);
-        texts.push(value_text(&h.value));
-    }
-    (!texts.is_empty()).then(|| texts.join("\n"))
 }
 
 fn value_text(v: &HeaderValue<'_>) -> String {
@@ -275,20 +261,20 @@ fn matches(
             c.msg.uid as usize,
             sel.messages.last().map_or(0, |m| m.uid as usize),
         ),
-        SearchKey::Answered => has_flag(c, "\\Answered"),
-        SearchKey::Deleted => has_flag(c, "\\Deleted"),
-        SearchKey::Draft => has_flag(c, "\\Draft"),
-        SearchKey::Flagged => has_flag(c, "\\Flagged"),
-        SearchKey::Seen => has_flag(c, "\\Seen"),
-        SearchKey::Unanswered => !has_flag(c, "\\Answered"),
-        SearchKey::Undeleted => !has_flag(c, "\\Deleted"),
-        SearchKey::Undraft => !has_flag(c, "\\Draft"),
-        SearchKey::Unflagged => !has_flag(c, "\\Flagged"),
-        SearchKey::Unseen => !has_flag(c, "\\Seen"),
-        SearchKey::Keyword(k) => has_flag(c, k.as_ref()),
-        SearchKey::Unkeyword(k) => !has_flag(c, k.as_ref()),
+        SearchKey::Answered => has_flag(c, sel, "\\Answered"),
+        SearchKey::Deleted => has_flag(c, sel, "\\Deleted"),
+        SearchKey::Draft => has_flag(c, sel, "\\Draft"),
+        SearchKey::Flagged => has_flag(c, sel, "\\Flagged"),
+        SearchKey::Seen => has_flag(c, sel, "\\Seen"),
+        SearchKey::Unanswered => !has_flag(c, sel, "\\Answered"),
+        SearchKey::Undeleted => !has_flag(c, sel, "\\Deleted"),
+        SearchKey::Undraft => !has_flag(c, sel, "\\Draft"),
+        SearchKey::Unflagged => !has_flag(c, sel, "\\Flagged"),
+        SearchKey::Unseen => !has_flag(c, sel, "\\Seen"),
+        SearchKey::Keyword(k) => has_flag(c, sel, k.as_ref()),
+        SearchKey::Unkeyword(k) => !has_flag(c, sel, k.as_ref()),
         SearchKey::Recent => c.recent,
-        SearchKey::New => c.recent && !has_flag(c, "\\Seen"),
+        SearchKey::New => c.recent && !has_flag(c, sel, "\\Seen"),
         SearchKey::Old => !c.recent,
         SearchKey::Larger(n) => meta(c, sel, store).is_some_and(|m| m.size > u64::from(*n)),
         SearchKey::Smaller(n) => meta(c, sel, store).is_some_and(|m| m.size < u64::from(*n)),
@@ -353,9 +339,136 @@ fn header_key(
     name: &str,
     needle: &[u8],
 ) -> bool {
-    with_headers(c, sel, store, &|msg| match header_text(msg, name) {
-        // An empty string matches every message that has the field (RFC 3501 HEADER).
-        Some(text) => needle.is_empty() || contains(&text, needle),
-        None => false,
-    })
+    let Some(block) = header(c, sel, store) else {
+        return false;
+    };
+    field_contains(block, name, needle)
+}
+
+/// Whether some field `name` of a header block contains `needle` (RFC 3501 §6.4.4:
+/// case-insensitive substring), in its text as sent (unfolded) or decoded: encoded
+/// words undone and, for address fields, as `name <local@domain>`. An empty needle
+/// matches every message that has the field.
+pub fn field_contains(block: &[u8], name: &str, needle: &[u8]) -> bool {
+    let address = ["from", "to", "cc", "bcc", "sender", "reply-to"]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(name));
+    // A needle of atom characters can only match decoded text where it matches the
+    // text as sent, unless decoding changes the octets (encoded words, escapes).
+    let plain_needle = needle
+        .iter()
+        .all(|b| b.is_ascii_graphic() && !b"<>,\"\\()".contains(b));
+    let mut found = false;
+    for_each_field(block, name, |value| {
+        if found {
+            return;
+        }
+        if needle.is_empty() || contains_ci(value, needle) {
+            found = true;
+            return;
+        }
+        let decodes_differently =
+            value.windows(2).any(|w| w == b"=?") || value.iter().any(|&b| b == b'\\' || b >= 0x80);
+        if plain_needle && !decodes_differently {
+            return;
+        }
+        let text = decoded(value, address);
+        found = contains(&text, needle);
+    });
+    found
+}
+
+/// Calls `f` with the unfolded value of each field `name` of a header block.
+fn for_each_field(block: &[u8], name: &str, mut f: impl FnMut(&[u8])) {
+    let mut lines = block.split_inclusive(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line == b"\r\n" || line == b"\n" {
+            return;
+        }
+        let matches = line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes());
+        if !matches {
+            continue;
+        }
+        let eol = |l: &[u8]| {
+            let l = l.strip_suffix(b"\n").unwrap_or(l);
+            l.strip_suffix(b"\r").unwrap_or(l).len()
+        };
+        let first = &line[name.len() + 1..];
+        if !matches!(lines.peek(), Some(next) if matches!(next.first(), Some(b' ' | b'\t'))) {
+            f(first[..eol(first)].trim_ascii());
+            continue;
+        }
+        let mut value = first[..eol(first)].to_vec();
+        while let Some(next) = lines.next_if(|n| matches!(n.first(), Some(b' ' | b'\t'))) {
+            value.extend_from_slice(&next[..eol(next)]);
+        }
+        f(value.trim_ascii());
+    }
+}
+
+/// ASCII case-insensitive substring search.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= hay.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// A field's value with encoded words undone; an address list as `name <addr>, ...`.
+fn decoded(value: &[u8], address: bool) -> String {
+    let words = |raw: &[u8]| -> String {
+        // An unstructured field of its own: mail-parser undoes its encoded words.
+        let mut block = b"Subject: ".to_vec();
+        block.extend_from_slice(raw);
+        block.extend_from_slice(b"\r\n\r\n");
+        mail_parser::MessageParser::default()
+            .parse_headers(&block)
+            .and_then(|m| m.subject().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+    };
+    if !address {
+        return words(value);
+    }
+    let mut out = Vec::new();
+    for a in crate::fetch::envelope::address_list(value) {
+        match a {
+            crate::fetch::envelope::Addr::Mailbox {
+                name,
+                local,
+                domain,
+                ..
+            } => {
+                let name = name.map(|n| words(&n)).unwrap_or_default();
+                let local =
+                    String::from_utf8_lossy(local.as_deref().unwrap_or_default()).into_owned();
+                let domain =
+                    String::from_utf8_lossy(domain.as_deref().unwrap_or_default()).into_owned();
+                out.push(format!("{name} <{local}@{domain}>"));
+            }
+            crate::fetch::envelope::Addr::GroupStart(n) => out.push(format!("{}:", words(&n))),
+            crate::fetch::envelope::Addr::GroupEnd => out.push(";".into()),
+        }
+    }
+    out.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_contains;
+
+    #[test]
+    fn header_keys_match_the_field_as_sent_or_decoded() {
+        let block = b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>\r\nTo: a@b.c,\r\n \"Bob \\\"B\\\"\" <bob@x.y>\r\nSubject: Hello\r\n world\r\nSubject: second\r\n\r\n";
+        assert!(field_contains(block, "from", b"J\xc3\xb6RG"));
+        assert!(field_contains(block, "From", b"jorg@EXAMPLE"));
+        assert!(field_contains(block, "from", b"<jorg@"));
+        assert!(!field_contains(block, "from", b"bob"));
+        assert!(field_contains(block, "to", b"Bob \"B\""));
+        assert!(field_contains(block, "subject", b"hello world"));
+        assert!(field_contains(block, "SUBJECT", b"second"));
+        assert!(field_contains(block, "subject", b""));
+        assert!(!field_contains(block, "cc", b""));
+    }
 }

@@ -5,11 +5,8 @@ use imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_types::sequence::SequenceSet;
 
 use crate::core::{Core, Next, Sync};
+use crate::line;
 use crate::selected::Selected;
-use crate::{line, resp};
-
-/// The system flags every mailbox takes.
-pub const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
 /// What a client that knows a mailbox passes in SELECT (QRESYNC ...) (RFC 7162 §3.2.5).
 pub struct Resync {
@@ -43,34 +40,18 @@ pub fn select(
         Ok(m) => m,
         Err(next) => return next,
     };
-    let sel = match Selected::open(&core.store, &mbox, read_only) {
-        Ok(s) => s,
+    let mut sel = match Selected::open(&core.store, &core.cache, mbox.id, read_only) {
+        Ok(Some(s)) => s,
+        Ok(None) => return core.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
         Err(e) => return core.store_failed(out, tag, &e),
     };
-    let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|f| f.to_string()).collect();
-    for m in &sel.messages {
-        for f in &m.flags {
-            if !flags.iter().any(|x| x.eq_ignore_ascii_case(f)) {
-                flags.push(f.clone());
-            }
-        }
-    }
-    out.extend_from_slice(b"* FLAGS ");
-    resp::flag_list(out, &flags);
-    out.extend_from_slice(b"\r\n");
-    if read_only {
-        line!(out, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
-    } else {
-        out.extend_from_slice(b"* OK [PERMANENTFLAGS ");
-        resp::flag_list(out, flags.iter().map(String::as_str).chain(["\\*"]));
-        out.extend_from_slice(b"] Flags permitted\r\n");
-    }
+    sel.write_flag_lists(out);
     line!(out, "* {} EXISTS", sel.exists());
     line!(out, "* {} RECENT", sel.recent.len());
     if let Some(i) = sel
         .messages
         .iter()
-        .position(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+        .position(|m| !m.flags.has_system(crate::flags::SEEN))
     {
         line!(out, "* OK [UNSEEN {}] First unseen", i + 1);
     }
@@ -79,7 +60,6 @@ pub fn select(
     if core.condstore {
         line!(out, "* OK [HIGHESTMODSEQ {}] Highest", sel.highest_modseq);
     }
-    let mut sel = sel;
     sel.vanished = core.qresync;
     if let Some(r) = resync
         && r.uid_validity == sel.uid_validity
@@ -134,16 +114,14 @@ pub fn close(core: &mut Core, tag: &str, out: &mut Vec<u8>) -> Next {
     if let Some(sel) = core.selected.take()
         && !sel.read_only
     {
-        let deleted: Vec<store::Uid> = match core.store.messages(sel.id) {
-            Ok(metas) => metas
-                .into_iter()
-                .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-                .map(|m| m.uid)
-                .collect(),
-            Err(e) => return core.store_failed(out, tag, &e),
-        };
+        let deleted: Vec<store::Uid> = sel
+            .messages
+            .iter()
+            .filter(|m| m.flags.has_system(crate::flags::DELETED))
+            .map(|m| m.uid)
+            .collect();
         if !deleted.is_empty()
-            && let Err(e) = core.store.expunge(sel.id, &deleted)
+            && let Err(e) = core.store.expunge_deleted(sel.id, &deleted)
         {
             return core.store_failed(out, tag, &e);
         }

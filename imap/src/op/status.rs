@@ -5,7 +5,7 @@ use imap_types::mailbox::Mailbox as ImapMailbox;
 use imap_types::status::StatusDataItemName;
 
 use crate::core::{Core, Next};
-use crate::{resp, utf7};
+use crate::{flags, resp, utf7};
 
 /// `* STATUS name (item value ...)` then OK.
 pub fn run(
@@ -19,38 +19,53 @@ pub fn run(
         Ok(m) => m,
         Err(next) => return next,
     };
-    let metas = match core.store.messages(mbox.id) {
-        Ok(m) => m,
+    let snap = match core.cache.get(&core.store, mbox.id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return core.no(out, tag, Some("NONEXISTENT"), "No such mailbox"),
         Err(e) => return core.store_failed(out, tag, &e),
     };
-    let has = |m: &store::MessageMeta, flag: &str| m.flags.iter().any(|f| f == flag);
+    let count = |bit: u32, set: bool| {
+        snap.messages
+            .iter()
+            .filter(|m| m.flags.has_system(bit) == set)
+            .count() as u64
+    };
     let mut values = Vec::new();
     for item in items {
         let (key, value) = match item {
-            StatusDataItemName::Messages => ("MESSAGES", metas.len() as u64),
-            StatusDataItemName::Recent => (
-                "RECENT",
-                metas.iter().filter(|m| m.uid >= mbox.recent_from).count() as u64,
-            ),
-            StatusDataItemName::UidNext => ("UIDNEXT", u64::from(mbox.uid_next)),
-            StatusDataItemName::UidValidity => ("UIDVALIDITY", u64::from(mbox.uid_validity)),
-            StatusDataItemName::Unseen => (
-                "UNSEEN",
-                metas.iter().filter(|m| !has(m, "\\Seen")).count() as u64,
-            ),
-            StatusDataItemName::Deleted => (
-                "DELETED",
-                metas.iter().filter(|m| has(m, "\\Deleted")).count() as u64,
-            ),
-            StatusDataItemName::DeletedStorage => (
-                "DELETED-STORAGE",
-                metas
+            StatusDataItemName::Messages => ("MESSAGES", snap.messages.len() as u64),
+            StatusDataItemName::Recent => {
+                let from = match core.store.recent_from(mbox.id) {
+                    Ok(f) => f,
+                    Err(e) => return core.store_failed(out, tag, &e),
+                };
+                (
+                    "RECENT",
+                    snap.messages.iter().filter(|m| m.uid >= from).count() as u64,
+                )
+            }
+            StatusDataItemName::UidNext => ("UIDNEXT", u64::from(snap.mailbox.uid_next)),
+            StatusDataItemName::UidValidity => {
+                ("UIDVALIDITY", u64::from(snap.mailbox.uid_validity))
+            }
+            StatusDataItemName::Unseen => ("UNSEEN", count(flags::SEEN, false)),
+            StatusDataItemName::Deleted => ("DELETED", count(flags::DELETED, true)),
+            StatusDataItemName::DeletedStorage => {
+                let mut bytes = 0u64;
+                for m in snap
+                    .messages
                     .iter()
-                    .filter(|m| has(m, "\\Deleted"))
-                    .map(|m| m.size)
-                    .sum(),
-            ),
-            StatusDataItemName::HighestModSeq => ("HIGHESTMODSEQ", mbox.highest_modseq),
+                    .filter(|m| m.flags.has_system(flags::DELETED))
+                {
+                    match core.store.message(mbox.id, m.uid) {
+                        Ok(Some(meta)) => bytes += meta.size,
+                        Ok(None) => {}
+                        Err(e) => return core.store_failed(out, tag, &e),
+                    }
+                }
+                ("DELETED-STORAGE", bytes)
+            }
+            StatusDataItemName::HighestModSeq => ("HIGHESTMODSEQ", snap.mailbox.highest_modseq),
         };
         values.push(format!("{key} {value}"));
     }

@@ -3,7 +3,7 @@
 use imap_types::command::StoreModifier;
 use imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_types::sequence::SequenceSet;
-use store::FlagUpdate;
+use store::FlagChange;
 
 use crate::core::{Core, Next, Sync};
 use crate::resp;
@@ -45,57 +45,88 @@ pub fn run(
         Err(e) => return core.bad(out, tag, &e),
     };
     let given: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-    let mut updates = Vec::new();
-    for &i in &resolved.indexes {
-        let m = &sel.messages[i];
-        if m.gone {
-            continue;
-        }
-        let mut new: Vec<String> = match kind {
-            StoreType::Replace => given.clone(),
-            StoreType::Add => {
-                let mut f = m.flags.clone();
-                for g in &given {
-                    if !f.iter().any(|x| x.eq_ignore_ascii_case(g)) {
-                        f.push(g.clone());
-                    }
-                }
-                f
-            }
-            StoreType::Remove => m
-                .flags
-                .iter()
-                .filter(|x| !given.iter().any(|g| g.eq_ignore_ascii_case(x)))
-                .cloned()
-                .collect(),
-        };
-        new.retain(|f| !f.eq_ignore_ascii_case("\\Recent"));
-        updates.push(FlagUpdate {
-            uid: m.uid,
-            flags: new,
-        });
+    if let Some(bad) = crate::op::append::not_a_flag(&given) {
+        return core.bad(out, tag, &bad);
     }
-    let outcome = match store.update_flags(sel.id, &updates, unchanged_since) {
+    let uids: Vec<store::Uid> = resolved
+        .indexes
+        .iter()
+        .map(|&i| &sel.messages[i])
+        .filter(|m| !m.gone)
+        .map(|m| m.uid)
+        .collect();
+    let change = match kind {
+        StoreType::Replace => FlagChange::Replace,
+        StoreType::Add => FlagChange::Add,
+        StoreType::Remove => FlagChange::Remove,
+    };
+    let outcome = match store.change_flags(sel.id, &uids, change, &given, unchanged_since) {
         Ok(o) => o,
         Err(e) => return core.store_failed(out, tag, &e),
     };
-    for meta in &outcome.changed {
+    let mut answered = Vec::with_capacity(outcome.current.len());
+    for meta in &outcome.current {
         if let Some(i) = sel.index_of(meta.uid) {
-            sel.messages[i].flags = meta.flags.clone();
+            sel.messages[i].flags = sel.set_of(&meta.flags);
             sel.messages[i].modseq = meta.modseq;
+            if !outcome.modified.contains(&meta.uid) {
+                answered.push(i);
+            }
         }
     }
+    // A message expunged elsewhere that the client still sees takes the change in
+    // this session's view only (RFC 2180 §4.2: the client keeps seeing it as it would
+    // be); the store no longer has it.
+    for &i in &resolved.indexes {
+        let m = &sel.messages[i];
+        if !m.gone && !outcome.missing.contains(&m.uid) {
+            continue;
+        }
+        let current: Vec<String> = m.flags.names(&sel.keywords).map(str::to_string).collect();
+        let new: Vec<String> = match change {
+            FlagChange::Replace => given.clone(),
+            FlagChange::Add => current
+                .iter()
+                .cloned()
+                .chain(
+                    given
+                        .iter()
+                        .filter(|g| !current.iter().any(|c| c.eq_ignore_ascii_case(g)))
+                        .cloned(),
+                )
+                .collect(),
+            FlagChange::Remove => current
+                .into_iter()
+                .filter(|c| !given.iter().any(|g| g.eq_ignore_ascii_case(c)))
+                .collect(),
+        };
+        let new: Vec<String> = new
+            .into_iter()
+            .map(|f| {
+                crate::flags::SYSTEM
+                    .iter()
+                    .find(|s| s.eq_ignore_ascii_case(&f))
+                    .map_or(f, |s| (*s).to_string())
+            })
+            .collect();
+        sel.messages[i].flags = sel.set_of(&new);
+        answered.push(i);
+    }
+    answered.sort_unstable();
+    // New keywords (ours, or another session's on these messages) are told first.
+    sel.announce(out);
     if response == StoreResponse::Answer {
-        for &i in &resolved.indexes {
-            let m = &sel.messages[i];
-            if m.gone || outcome.modified.contains(&m.uid) {
-                continue;
-            }
+        // Messages expunged meanwhile are left out (RFC 2180 §4.2).
+        for i in answered {
             sel.write_flags(out, i, uid, condstore);
         }
     } else if condstore {
         // RFC 7162 §3.1.3: .SILENT still reports the new MODSEQ.
-        for meta in &outcome.changed {
+        for meta in outcome
+            .current
+            .iter()
+            .filter(|m| outcome.changed.contains(&m.uid))
+        {
             if let Some(i) = sel.index_of(meta.uid) {
                 let line = if uid {
                     format!(

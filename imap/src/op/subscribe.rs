@@ -17,11 +17,23 @@ pub fn run(
     } else {
         "UNSUBSCRIBE"
     };
-    let mbox = match core.named_mailbox(out, tag, mailbox, "NONEXISTENT") {
-        Ok(m) => m,
-        Err(next) => return next,
+    let Some(account) = core.account().map(|a| a.id) else {
+        return core.bad(out, tag, "Not logged in");
     };
-    match core.store.set_subscribed(mbox.id, subscribe) {
+    let result = if subscribe {
+        // Only existing mailboxes can be subscribed (RFC 3501 §6.3.6 allows the check).
+        let mbox = match core.named_mailbox(out, tag, mailbox, "NONEXISTENT") {
+            Ok(m) => m,
+            Err(next) => return next,
+        };
+        core.store.subscribe_mailbox(account, &mbox.name)
+    } else {
+        match crate::core::mailbox_name(mailbox) {
+            Ok(name) => core.store.unsubscribe_mailbox(account, &name),
+            Err(e) => return core.bad(out, tag, &e),
+        }
+    };
+    match result {
         Ok(()) => core.ok(out, tag, None, &format!("{verb} completed")),
         Err(e) => core.store_failed(out, tag, &e),
     }

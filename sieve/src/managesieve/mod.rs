@@ -157,32 +157,13 @@ impl Session {
         self.bad_commands >= MAX_BAD_COMMANDS
     }
 
-    /// The capability list owed after STARTTLS, if still owed.
-    fn owed_capability(&mut self) -> Vec<u8> {
-        match &self.core {
-            Some(core) if self.capability_owed => {
-                self.capability_owed = false;
-                let mut out = op::capability::lines(core);
-                reply::ok(&mut out, None, "TLS negotiation successful");
-                out
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-impl net::Session for Session {
-    fn greeting(&mut self) -> Vec<u8> {
-        self.core
-            .as_ref()
-            .map(op::capability::greeting)
-            .unwrap_or_default()
-    }
-
-    async fn receive(&mut self, input: &[u8]) -> Output {
-        let mut reply = self.owed_capability();
-        self.parser.push(input);
+    /// Runs the commands the parser holds, answers appended to `reply`; stops with
+    /// [`Action::More`] once about a chunk of output is waiting.
+    async fn process(&mut self, mut reply: Vec<u8>) -> Output {
         loop {
+            if reply.len() >= net::OUTPUT_CHUNK {
+                return Output::more(reply);
+            }
             let event = match self.parser.next(self.limit()) {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
@@ -261,6 +242,49 @@ impl net::Session for Session {
             }
         }
         Output::reply(reply)
+    }
+
+    /// The capability list owed after STARTTLS, if still owed.
+    fn owed_capability(&mut self) -> Vec<u8> {
+        match &self.core {
+            Some(core) if self.capability_owed => {
+                self.capability_owed = false;
+                let mut out = op::capability::lines(core);
+                reply::ok(&mut out, None, "TLS negotiation successful");
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl net::Session for Session {
+    fn greeting(&mut self) -> Vec<u8> {
+        self.core
+            .as_ref()
+            .map(op::capability::greeting)
+            .unwrap_or_default()
+    }
+
+    async fn receive(&mut self, input: &[u8]) -> Output {
+        let reply = self.owed_capability();
+        self.parser.push(input);
+        self.process(reply).await
+    }
+
+    /// The commands pipelined after an answer that filled a chunk.
+    async fn resume(&mut self) -> Output {
+        self.process(Vec::new()).await
+    }
+
+    /// Between commands with nothing half-received: at shutdown it is told at once.
+    fn at_rest(&self) -> bool {
+        self.parser.is_idle()
+            && !self.capability_owed
+            && self
+                .core
+                .as_ref()
+                .is_some_and(|c| c.waiting == Waiting::Command)
     }
 
     fn tls_started(&mut self) {

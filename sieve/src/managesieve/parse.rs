@@ -156,6 +156,14 @@ impl Parser {
         self.buf.extend_from_slice(input);
     }
 
+    /// Whether nothing of a command has come yet (no partial line, no literal).
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty()
+            && self.args.is_empty()
+            && self.error.is_none()
+            && matches!(self.literal, Literal::None)
+    }
+
     /// Drops everything buffered and any command in progress (after STARTTLS: input
     /// sent in the clear before the handshake does not count).
     pub fn reset(&mut self) {

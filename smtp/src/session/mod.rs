@@ -484,15 +484,14 @@ fn parse_error(e: &smtp_proto::Error) -> Vec<u8> {
     }
 }
 
-impl net::Session for Session {
-    fn greeting(&mut self) -> Vec<u8> {
-        format!("220 {} ESMTP Postern\r\n", self.context.hostname).into_bytes()
-    }
-
-    async fn receive(&mut self, input: &[u8]) -> Output {
-        self.buf.extend_from_slice(input);
-        let mut out = Vec::new();
+impl Session {
+    /// Handles the input buffered, replies appended to `out`; stops with
+    /// [`Action::More`] once about a chunk of replies is waiting (a long pipeline).
+    async fn process(&mut self, mut out: Vec<u8>) -> Output {
         loop {
+            if out.len() >= net::OUTPUT_CHUNK {
+                return Output::more(out);
+            }
             if !matches!(self.input, Input::Commands) {
                 match self.ingest_payload() {
                     None => break,
@@ -544,6 +543,22 @@ impl net::Session for Session {
             }
         }
         Output::reply(out)
+    }
+}
+
+impl net::Session for Session {
+    fn greeting(&mut self) -> Vec<u8> {
+        format!("220 {} ESMTP Postern\r\n", self.context.hostname).into_bytes()
+    }
+
+    async fn receive(&mut self, input: &[u8]) -> Output {
+        self.buf.extend_from_slice(input);
+        self.process(Vec::new()).await
+    }
+
+    /// The commands pipelined after replies that filled a chunk.
+    async fn resume(&mut self) -> Output {
+        self.process(Vec::new()).await
     }
 
     fn tls_started(&mut self) {

@@ -282,6 +282,7 @@ pub(crate) static TABLES: &[&dyn AnyTable] = &[
     &Typed(tables::SIEVE_SCRIPTS),
     &Typed(tables::SIEVE_ACTIVE),
     &Typed(tables::SIEVE_SEEN),
+    &Typed(tables::SUBSCRIPTIONS),
     &Typed(tables::APPS),
     &Typed(tables::FW_BLOCKS),
     &Typed(tables::FW_LISTS),
