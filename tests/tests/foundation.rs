@@ -187,11 +187,14 @@ except ssl.SSLError as e:
 fn sigterm_waits_for_open_sessions_then_says_bye() {
     let setup = Setup::quickstart(ADMIN, "").unwrap();
     let mut server = setup.serve().unwrap();
-    // An IMAP client that stays connected; the grace period is 2 s in the test config.
+    // An IMAP client in the middle of a command (half a line sent): it gets the grace
+    // period, 2 s in the test config. (A client between commands or in IDLE is told at
+    // once: imap.rs tests that.)
     let script = r#"
 import imaplib, ssl, sys, time
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+m.send(b"a1 NOO")
 print("CONNECTED", flush=True)
 t = time.time()
 line = m.readline()
